@@ -7,7 +7,7 @@ namespace {
 
 struct DTypeInfo {
   DType dtype;
-  std::string_view name;
+  absl::string_view name;
   size_t size;
 };
 
@@ -33,9 +33,9 @@ const DTypeInfo& Info(DType dtype) {
 
 size_t DTypeSize(DType dtype) { return Info(dtype).size; }
 
-std::string_view DTypeName(DType dtype) { return Info(dtype).name; }
+absl::string_view DTypeName(DType dtype) { return Info(dtype).name; }
 
-std::optional<DType> ParseDType(std::string_view name) {
+std::optional<DType> ParseDType(absl::string_view name) {
   for (const DTypeInfo& info : kDTypes) {
     if (info.name == name) return info.dtype;
   }

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 namespace moeserve {
 
@@ -38,10 +38,10 @@ enum class DType {
 size_t DTypeSize(DType dtype);
 
 // The safetensors spelling: "F32", "BF16", "F8_E4M3", ...
-std::string_view DTypeName(DType dtype);
+absl::string_view DTypeName(DType dtype);
 
 // Parses a safetensors dtype string; nullopt when unknown.
-std::optional<DType> ParseDType(std::string_view name);
+std::optional<DType> ParseDType(absl::string_view name);
 
 // True for the dtypes the engine computes with (F32, BF16, F16).
 inline bool IsComputeDType(DType dtype) {
