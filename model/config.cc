@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -346,7 +347,27 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::stringstream text;
   text << in.rdbuf();
-  return ParseModelConfig(text.str(), path);
+  auto config = ParseModelConfig(text.str(), path);
+  if (!config.ok()) return config.status();
+
+  const std::string gen_path = dir + "/generation_config.json";
+  std::ifstream gen_in(gen_path, std::ios::binary);
+  if (!gen_in) return config;  // optional file
+  std::stringstream gen_text;
+  gen_text << gen_in.rdbuf();
+  Json gen = Json::parse(gen_text.str(), nullptr, /*allow_exceptions=*/false);
+  if (gen.is_discarded() || !gen.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(gen_path, ": not a JSON object"));
+  }
+  std::vector<int> eos;
+  ASSIGN_FIELD(eos, Fields(gen, gen_path).IntList("eos_token_id"));
+  for (int id : eos) {
+    if (std::find(config->eos_token_ids.begin(), config->eos_token_ids.end(), id) ==
+        config->eos_token_ids.end()) {
+      config->eos_token_ids.push_back(id);
+    }
+  }
+  return config;
 }
 
 }  // namespace moeserve

@@ -62,6 +62,8 @@ struct ModelConfig {
   int shared_expert_intermediate_size = 0;  // > 0: Qwen2-MoE shared expert + sigmoid gate
 
   std::optional<int> bos_token_id;
+  // config.json's eos_token_id, plus generation_config.json's when
+  // LoadModelConfig finds one (what HF generate stops on).
   std::vector<int> eos_token_ids;
 
   int num_moe_layers() const;
@@ -72,7 +74,7 @@ struct ModelConfig {
 // Parses config.json text; `file` names it in error messages.
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text, absl::string_view file);
 
-// Reads DIR/config.json.
+// Reads DIR/config.json, and DIR/generation_config.json when present.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
 
 absl::string_view ArchitectureName(Architecture arch);

@@ -1,0 +1,66 @@
+#include "engine/generator.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace moeserve {
+
+const char* FinishReasonName(FinishReason reason) {
+  return reason == FinishReason::kStop ? "stop" : "length";
+}
+
+absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int32_t> prompt,
+                                        const GenerateOptions& options,
+                                        const std::function<void(int32_t)>& on_token) {
+  const ModelConfig& c = model.config();
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  if (options.max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be >= 0, got ", options.max_tokens));
+  }
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + options.max_tokens;
+  if (needed > c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", prompt.size(), " tokens) plus max_tokens (", options.max_tokens,
+        ") is ", needed, ", beyond the model's context of ", c.max_position_embeddings,
+        " tokens"));
+  }
+  std::vector<int32_t> stops = options.stop_token_ids;
+  if (!options.ignore_eos) stops.insert(stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
+
+  GenerateResult result;
+  result.prompt_tokens = static_cast<int>(prompt.size());
+  if (options.max_tokens == 0) return result;
+
+  KvCache cache = model.NewCache(static_cast<int>(needed));
+  Sampler sampler(options.sampling);
+  std::vector<float> logits;
+  const int chunk = std::max(1, options.prefill_chunk);
+  for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
+    const size_t n = std::min<size_t>(chunk, prompt.size() - begin);
+    SequenceChunk piece{prompt.subspan(begin, n), static_cast<int>(begin), &cache, false};
+    logits.clear();
+    MOE_RETURN_IF_ERROR(model.Forward({&piece, 1}, &logits));
+  }
+  int pos = static_cast<int>(prompt.size());
+  while (true) {
+    const int32_t next = sampler.Sample(logits.data(), c.vocab_size);
+    result.tokens.push_back(next);
+    if (on_token) on_token(next);
+    if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
+      result.finish_reason = FinishReason::kStop;
+      return result;
+    }
+    if (static_cast<int>(result.tokens.size()) >= options.max_tokens) {
+      result.finish_reason = FinishReason::kLength;
+      return result;
+    }
+    SequenceChunk step{absl::MakeConstSpan(&result.tokens.back(), 1), pos++, &cache, false};
+    logits.clear();
+    MOE_RETURN_IF_ERROR(model.Forward({&step, 1}, &logits));
+  }
+}
+
+}  // namespace moeserve

@@ -1,0 +1,71 @@
+// Transformer: the forward pass of a Mixture-of-Experts decoder on the CPU.
+//
+//   Transformer model(weights);
+//   KvCache cache = model.NewCache(capacity);
+//   std::vector<float> logits;
+//   SequenceChunk chunk{prompt, /*start=*/0, &cache, /*all_logits=*/false};
+//   MOE_RETURN_IF_ERROR(model.Forward({&chunk, 1}, &logits));  // [1, vocab]
+//
+// One call runs a batch of chunks, each a run of consecutive tokens of one
+// sequence starting at `start` (a prefill chunk, or one decode token). All
+// tokens of the batch go through every matmul together; attention reads each
+// chunk's own cache. Per layer:
+//   x += o(attn(rope(qk_norm(q(norm(x)))), rope(qk_norm(k(..))), v(..)))
+//   x += moe(norm(x)) | mlp(norm(x))
+// with the MoE block as HF computes it: router softmax over all experts, top-k
+// (renormalised per config), SwiGLU experts, weighted sum, plus the sigmoid-
+// gated shared expert of Qwen2-MoE. Activations are float; weights are read in
+// their stored dtype.
+//
+// Not thread-safe: one Forward at a time (it owns scratch buffers).
+#ifndef MOESERVE_ENGINE_TRANSFORMER_H_
+#define MOESERVE_ENGINE_TRANSFORMER_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "engine/kv_cache.h"
+#include "kernels/cpu/rope.h"
+#include "model/weights.h"
+
+namespace moeserve {
+
+struct SequenceChunk {
+  absl::Span<const int32_t> tokens;
+  int start = 0;             // position of tokens[0]
+  KvCache* cache = nullptr;  // must hold positions [0, start + tokens.size())
+  bool all_logits = false;   // logits for every token, not only the last
+};
+
+class Transformer {
+ public:
+  // `weights` must outlive the Transformer.
+  explicit Transformer(const ModelWeights& weights);
+  ~Transformer();
+
+  const ModelConfig& config() const { return w_.config; }
+  KvCache NewCache(int capacity) const;
+
+  // Appends to `logits` one row of vocab_size floats per requested position,
+  // in batch order. INVALID_ARGUMENT for token ids outside the vocabulary or
+  // chunks that do not fit their cache.
+  absl::Status Forward(absl::Span<const SequenceChunk> batch, std::vector<float>* logits);
+
+ private:
+  struct Scratch;
+
+  void Attention(int layer, absl::Span<const SequenceChunk> batch, int64_t tokens);
+  void FeedForwardBlock(int layer, int64_t tokens);
+  void MoeBlock(int layer, int64_t tokens);
+
+  const ModelWeights& w_;
+  kernels::cpu::RopeTable rope_;
+  std::unique_ptr<Scratch> s_;
+};
+
+}  // namespace moeserve
+
+#endif  // MOESERVE_ENGINE_TRANSFORMER_H_
