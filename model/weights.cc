@@ -126,7 +126,10 @@ absl::StatusOr<LayerWeights> LoadLayer(Resolver& r, const ModelConfig& c, int i,
                                                     "down_proj", h, c.intermediate_size));
     return layer;
   }
-  const std::string block = absl::StrCat(p, ".", c.moe_block_name());
+  // Mixtral's block is `block_sparse_moe` on the Hub; transformers v5 renames
+  // it `mlp` when it merges the experts, so accept either.
+  std::string block = absl::StrCat(p, ".", c.moe_block_name());
+  if (!r.Has(block + ".gate.weight") && r.Has(p + ".mlp.gate.weight")) block = p + ".mlp";
   MOE_ASSIGN_OR_RETURN(layer.router, r.Vector(block + ".gate.weight", {c.num_experts, h}));
   MOE_RETURN_IF_ERROR(LoadExperts(r, c, block, begin, end, &layer));
   if (c.shared_expert_intermediate_size > 0) {
