@@ -1,0 +1,36 @@
+"""cuda_library: .cu files compiled by nvcc into a cc_library.
+
+Only meaningful when @local_cuda found a toolkit (HAS_CUDA); BUILD files
+guard their CUDA targets with `if HAS_CUDA:` so a machine without CUDA builds
+everything else. Architectures default to sm_90 (H100/H200) plus PTX for
+newer GPUs; override with `--define=cuda_archs=80;90` style lists.
+"""
+
+load("@local_cuda//:defs.bzl", "CUDA_PATH")
+
+def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], copts = [], **kwargs):
+    """cu_hdrs: further headers the .cu files include (not exported)."""
+    objs = []
+    for src in srcs:
+        obj = name + "_" + src.replace("/", "_").replace(".cu", ".o")
+        native.genrule(
+            name = obj + "_nvcc",
+            srcs = [src] + hdrs + cu_hdrs,
+            outs = [obj],
+            cmd = " ".join([
+                CUDA_PATH + "/bin/nvcc",
+                "-std=c++17 -O3 -ccbin /usr/bin/g++ -Xcompiler -fPIC -I.",
+                "-gencode arch=compute_90,code=sm_90",
+                "-gencode arch=compute_90,code=compute_90",
+                " ".join(copts),
+                "-c $(location " + src + ") -o $@",
+            ]),
+        )
+        objs.append(obj)
+    native.cc_library(
+        name = name,
+        srcs = objs,
+        hdrs = hdrs,
+        deps = deps + ["@local_cuda//:cudart"],
+        **kwargs
+    )

@@ -1,0 +1,55 @@
+#!/bin/bash
+# Installs the Debian 12 packages moeserve builds, tests and runs with, when
+# missing (apt-get; sudo when not root). Sourced by tools/test.sh and
+# tools/demo.sh; safe to run repeatedly.
+#
+# Packages: Bazel (bazel-bootstrap), Abseil, GoogleTest/GoogleMock, OpenBLAS
+# (pthread flavour), nlohmann-json, PCRE2 (tokenizer regexes), utf8proc
+# (Unicode normalisation), clang + libFuzzer (the fuzz target), Node.js + npm
+# (reference tokenizers in tests), Python 3 (the test summary).
+# An entry `package:command` is skipped when `command` is already on PATH
+# (e.g. a Node.js installed from elsewhere, which Debian's npm conflicts with).
+
+MOESERVE_PACKAGES=(
+  bazel-bootstrap
+  libabsl-dev
+  libgtest-dev
+  libgmock-dev
+  libopenblas-dev
+  libopenblas0-pthread
+  nlohmann-json3-dev
+  libpcre2-dev
+  libutf8proc-dev
+  clang
+  libclang-rt-14-dev
+  libfuzzer-14-dev
+  nodejs:node
+  npm:npm
+  python3:python3
+  g++
+)
+
+moeserve_install_deps() {
+  local missing=()
+  local p entry
+  for entry in "${MOESERVE_PACKAGES[@]}"; do
+    p=${entry%%:*}
+    if [[ $entry == *:* ]] && command -v "${entry#*:}" >/dev/null 2>&1; then
+      continue
+    fi
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  echo "installing Debian packages: ${missing[*]}" >&2
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || return 1
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >&2 || return 1
+}
