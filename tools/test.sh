@@ -15,8 +15,12 @@ moeserve_install_deps || { echo "could not install packages"; echo "0 passed, 1 
 # lock file). Nothing is downloaded at build time; Bazel only reads these.
 if [[ ! -f tools/npm/node_modules/.package-lock.json ]] ||
    [[ tools/npm/package-lock.json -nt tools/npm/node_modules/.package-lock.json ]]; then
-  (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error) ||
+  if (cd tools/npm && npm ci --no-audit --no-fund --loglevel=error); then
+    # @npm_tokenizers is read once per Bazel server: let a running one see it.
+    bazel shutdown 2>/dev/null || true
+  else
     echo "warning: npm ci failed; tokenizer agreement tests will report skipped" >&2
+  fi
 fi
 
 targets=("$@")

