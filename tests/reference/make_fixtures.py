@@ -62,23 +62,12 @@ PROSE = [
     "happens. You'll learn more from the surprise than from the agreement.",
 ]
 
-CHAT_TEMPLATE = (
-    "{%- if messages[0].role == 'system' %}\n"
-    "    {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n"
-    "{%- endif %}\n"
-    "{%- for message in messages %}\n"
-    "    {%- if (message.role == 'user') or (message.role == 'system' and not loop.first) "
-    "or (message.role == 'assistant') %}\n"
-    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
-    "    {%- endif %}\n"
-    "{%- endfor %}\n"
-    "{%- if add_generation_prompt %}\n"
-    "    {{- '<|im_start|>assistant\\n' }}\n"
-    "    {%- if enable_thinking is defined and enable_thinking is false %}\n"
-    "        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
-    "    {%- endif %}\n"
-    "{%- endif %}\n"
-)
+# The real Qwen3 chat template, verbatim (the tokenizer package's copy of the
+# one in Qwen3's tokenizer_config.json), so the fixture's template is what a
+# real checkpoint carries.
+CHAT_TEMPLATE = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                  "tokenizer", "testdata", "chat_templates", "qwen3.jinja"),
+                     encoding="utf-8").read()
 
 CHAT_MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -466,6 +455,11 @@ def render_chat(messages, add_generation_prompt=True, **kw):
     """Render like transformers' apply_chat_template: jinja2 with trim_blocks + lstrip_blocks."""
     import jinja2
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env.globals["raise_exception"] = raise_exception
     return env.from_string(CHAT_TEMPLATE).render(messages=messages,
                                                  add_generation_prompt=add_generation_prompt, **kw)
 
