@@ -10,8 +10,8 @@
 namespace moeserve::bench {
 
 struct BandwidthResult {
-  double read_gbps = 0;  // median over repeats, reading with all threads
-  double copy_gbps = 0;  // memcpy, counting read + write bytes
+  double read_gbps = 0;  // best repeat, reading with all threads
+  double copy_gbps = 0;  // best repeat of memcpy, counting read + write bytes
 };
 
 // Streams a buffer of `bytes` (well beyond the caches) `repeats` times with
