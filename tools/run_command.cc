@@ -215,6 +215,7 @@ int RunCommand(int argc, char** argv) {
   if (stream) {
     if (decoder) std::fputs(decoder->Flush().c_str(), stdout);
     std::fputc('\n', stdout);
+    std::fflush(stdout);  // the completion first, then the stats on stderr
     const size_t n = result->tokens.size();
     const double decode_s = t_end - t_first;
     std::fprintf(stderr,
