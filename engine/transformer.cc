@@ -102,11 +102,7 @@ absl::Status Transformer::Forward(absl::Span<const SequenceChunk> batch,
 
   for (int layer = 0; layer < c.num_layers; ++layer) {
     Attention(layer, batch, t_total);
-    if (w_.layers[layer].is_moe) {
-      MoeBlock(layer, t_total);
-    } else {
-      FeedForwardBlock(layer, t_total);
-    }
+    FeedForwardBlock(layer, t_total);
   }
 
   // Final norm and lm_head on the rows that want logits.
@@ -197,7 +193,11 @@ void Transformer::FeedForwardBlock(int layer, int64_t t) {
   cpu::RmsNorm(s.x.data(), t, hidden, lw.post_attention_norm.data(), c.rms_norm_eps,
                s.h.data());
   s.out.resize(t * hidden);
-  SwiGlu(lw.mlp, s.h.data(), t, s.gate, s.up, s.out.data());
+  if (lw.is_moe) {
+    MoeBlock(layer, t);
+  } else {
+    SwiGlu(lw.mlp, s.h.data(), t, s.gate, s.up, s.out.data());
+  }
   for (int64_t i = 0; i < t * hidden; ++i) s.x[i] += s.out[i];
 }
 
@@ -207,10 +207,6 @@ void Transformer::MoeBlock(int layer, int64_t t) {
   Scratch& s = *s_;
   const int64_t hidden = c.hidden_size;
   const int e_count = c.num_experts, k = c.top_k;
-
-  s.h.resize(t * hidden);
-  cpu::RmsNorm(s.x.data(), t, hidden, lw.post_attention_norm.data(), c.rms_norm_eps,
-               s.h.data());
 
   // Route.
   s.router_logits.resize(t * e_count);
@@ -255,7 +251,6 @@ void Transformer::MoeBlock(int layer, int64_t t) {
       for (int64_t j = 0; j < hidden; ++j) s.out[i * hidden + j] += g * s.expert_out[i * hidden + j];
     }
   }
-  for (int64_t i = 0; i < t * hidden; ++i) s.x[i] += s.out[i];
 }
 
 }  // namespace moeserve

@@ -57,8 +57,10 @@ class Transformer {
  private:
   struct Scratch;
 
+  // Each adds its block's output to the residual stream s_->x.
   void Attention(int layer, absl::Span<const SequenceChunk> batch, int64_t tokens);
   void FeedForwardBlock(int layer, int64_t tokens);
+  // The MoE block on the normed activations s_->h, into s_->out.
   void MoeBlock(int layer, int64_t tokens);
 
   const ModelWeights& w_;
