@@ -12,12 +12,14 @@
 // check_reference.py's mutation test). Separately, BF16Rounding below bounds
 // what BF16 storage itself costs against the F32 original.
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "engine/generator.h"
 #include "engine/transformer.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/gemv.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 
@@ -152,6 +154,14 @@ TEST_P(GoldenTest, ChunkedPrefillAndBatchingDoNotChangeLogits) {
       }
     }
   }
+}
+
+// Which GEMV path ran (MOESERVE_ISA selects one; see golden_test_* targets).
+TEST(GoldenIsaTest, ReportsThePathUnderTest) {
+  const char* want = std::getenv("MOESERVE_ISA");
+  const char* got = kernels::cpu::IsaName(kernels::cpu::DetectIsa());
+  std::cout << "GEMV path: " << got << "\n";
+  if (want != nullptr && std::string(want) == "generic") EXPECT_STREQ(got, "generic");
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
