@@ -13,7 +13,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-STATUS = re.compile(r"^(//\S+)(?: \([^)]*\))?\s+(PASSED|FAILED|FAILED TO BUILD|NO STATUS|TIMEOUT|FLAKY|"
+STATUS = re.compile(r"^(//\S+)(?: \([^)]*\))?\s+(PASSED|FAILED TO BUILD|FAILED|NO STATUS|TIMEOUT|FLAKY|"
                     r"INCOMPLETE|REMOTE FAILURE|SKIPPED)\b")
 
 
