@@ -1,8 +1,8 @@
 // Internal: the memory-bound matrix-times-few-vectors kernels behind Linear().
 //
 // y[t, r] = sum_c x[t, c] * W[r, c] for t < n (n <= kGemvMaxTokens) and rows
-// r in [row_begin, row_end), with W stored as BF16 or F16 (converted to
-// float exactly in registers) and x, y in float. Each W row is read once and
+// r in [row_begin, row_end), with W stored as F32, BF16 or F16 (converted
+// to float exactly in registers) and x, y in float. Each W row is read once and
 // applied to all n vectors, so the cost is one pass over the weights.
 //
 // Versions (chosen once at run time by the CPU's features):
@@ -27,7 +27,7 @@ struct GemvArgs {
   const float* x;     // [n, cols]
   int n;
   const void* w;      // [rows, cols] of dtype
-  DType dtype;        // kBF16 or kF16
+  DType dtype;        // kF32, kBF16 or kF16
   int64_t cols;
   int64_t row_begin;
   int64_t row_end;

@@ -1,21 +1,20 @@
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/gemv.h"
 
 namespace moeserve::kernels::cpu {
 
 void GemvGeneric(const GemvArgs& a) {
-  const uint16_t* w = static_cast<const uint16_t*>(a.w);
+  std::vector<float> row(a.cols);
+  const size_t row_bytes = a.cols * DTypeSize(a.dtype);
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
-    const uint16_t* row = w + r * a.cols;
+    ConvertToFloat(a.dtype, static_cast<const char*>(a.w) + r * row_bytes, a.cols, row.data());
     for (int t = 0; t < a.n; ++t) {
       const float* x = a.x + t * a.cols;
       float acc = 0.0f;
-      for (int64_t c = 0; c < a.cols; ++c) {
-        const float wv = a.dtype == DType::kBF16 ? BF16ToFloat(row[c]) : F16ToFloat(row[c]);
-        acc += wv * x[c];
-      }
+      for (int64_t c = 0; c < a.cols; ++c) acc += row[c] * x[c];
       a.y[t * a.rows + r] = acc;
     }
   }

@@ -22,7 +22,7 @@ int g_threads = 0;  // 0: not set; OpenMP's default
 
 bool Parallel() { return (g_threads > 0 ? g_threads : omp_get_max_threads()) > 1; }
 
-void LowPrecisionGemv(const float* x, int64_t n, const Weight& w, float* y) {
+void StreamingGemv(const float* x, int64_t n, const Weight& w, float* y) {
   const Isa isa = DetectIsa();
   const int64_t rows = w.rows;
   const bool parallel = rows * w.cols >= kMinParallelElements && Parallel();
@@ -63,20 +63,13 @@ void LowPrecisionGemm(const float* x, int64_t n, const Weight& w, float* y) {
 
 void Linear(const float* x, int64_t n, const Weight& w, const float* bias, float* y) {
   if (n <= 0) return;
-  if (w.dtype == DType::kF32) {
-    const float* wf = static_cast<const float*>(w.data);
-    if (n == 1) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(w.rows),
-                  static_cast<int>(w.cols), 1.0f, wf, static_cast<int>(w.cols), x, 1, 0.0f, y,
-                  1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
-                  static_cast<int>(w.rows), static_cast<int>(w.cols), 1.0f, x,
-                  static_cast<int>(w.cols), wf, static_cast<int>(w.cols), 0.0f, y,
-                  static_cast<int>(w.rows));
-    }
-  } else if (n <= kGemvMaxTokens) {
-    LowPrecisionGemv(x, n, w, y);
+  if (n <= kGemvMaxTokens) {
+    StreamingGemv(x, n, w, y);
+  } else if (w.dtype == DType::kF32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
+                static_cast<int>(w.rows), static_cast<int>(w.cols), 1.0f, x,
+                static_cast<int>(w.cols), static_cast<const float*>(w.data),
+                static_cast<int>(w.cols), 0.0f, y, static_cast<int>(w.rows));
   } else {
     LowPrecisionGemm(x, n, w, y);
   }

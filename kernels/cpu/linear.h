@@ -1,11 +1,14 @@
 // Linear layers on the CPU: y[n, out] = x[n, in] · W[out, in]^T (+ bias).
 //
 // W may be F32, BF16 or F16, read in place (usually memory-mapped). Paths:
-//   F32           → OpenBLAS sgemv / sgemm
-//   BF16/F16, n ≤ kGemvMaxTokens → our streaming GEMV (gemv.h), rows split
-//                   over the OpenMP threads; OpenBLAS has no GEMV that keeps
-//                   the activations in float (cblas_sbgemv wants bf16 x).
-//   BF16/F16, larger n → tiles of W converted to float, then OpenBLAS sgemm
+//   n ≤ kGemvMaxTokens (decode) → our streaming GEMV (gemv.h), rows split
+//                   over the OpenMP threads. OpenBLAS has no GEMV that keeps
+//                   the activations in float for BF16 weights (cblas_sbgemv
+//                   wants bf16 x), and for F32 its sgemv would wake its own
+//                   thread pool, whose spinning threads then compete with
+//                   the next OpenMP loops; decode stays on one thread pool.
+//   larger n, F32  → OpenBLAS sgemm.
+//   larger n, BF16/F16 → tiles of W converted to float, then OpenBLAS sgemm
 //                   (compute-bound prefill, where conversion is amortised).
 // Accumulation is in float throughout.
 //

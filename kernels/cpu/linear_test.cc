@@ -87,14 +87,14 @@ TEST(GemvTest, EverySupportedIsaAgreesWithGeneric) {
   if (best == Isa::kAvx2 || best == Isa::kAvx512) isas.push_back(Isa::kAvx2);
   if (best == Isa::kAvx512) isas.push_back(Isa::kAvx512);
   if (isas.size() == 1) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512";
-  for (DType dtype : {DType::kBF16, DType::kF16}) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     for (int64_t cols : {1, 15, 16, 17, 31, 33, 989}) {
       for (int n = 1; n <= kGemvMaxTokens; ++n) {
         const int64_t rows = 13;
         Matrix w = RandomMatrix(dtype, rows, cols, rng);
         std::vector<float> x = RandomVector(n * cols, rng);
         std::vector<float> ref(n * rows), got(n * rows);
-        GemvArgs a{x.data(), n, w.half.data(), dtype, cols, 0, rows, ref.data(), rows};
+        GemvArgs a{x.data(), n, w.weight().data, dtype, cols, 0, rows, ref.data(), rows};
         GemvGeneric(a);
         for (Isa isa : isas) {
           a.y = got.data();
