@@ -370,4 +370,6 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   return config;
 }
 
+#undef ASSIGN_FIELD
+
 }  // namespace moeserve
