@@ -161,7 +161,9 @@ TEST(GoldenIsaTest, ReportsThePathUnderTest) {
   const char* want = std::getenv("MOESERVE_ISA");
   const char* got = kernels::cpu::IsaName(kernels::cpu::DetectIsa());
   std::cout << "GEMV path: " << got << "\n";
-  if (want != nullptr && std::string(want) == "generic") EXPECT_STREQ(got, "generic");
+  if (want != nullptr && std::string(want) == "generic") {
+    EXPECT_STREQ(got, "generic");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
