@@ -28,6 +28,7 @@ struct RunFlags {
   std::string model;
   std::string prompt;
   std::string prompt_ids;
+  bool ids_given = false;  // --prompt-ids was on the command line
   bool chat = false;
   std::string system;
   std::string chat_format;
@@ -68,7 +69,7 @@ std::function<void(uint64_t, uint64_t)> ProgressPrinter() {
 
 absl::StatusOr<std::vector<int32_t>> BuildPrompt(const RunFlags& f, const TextFiles& text) {
   std::vector<int32_t> ids;
-  if (f.prompt.empty() && !f.prompt_ids.empty()) {
+  if (f.ids_given) {
     if (absl::Status s = ParseIdList(f.prompt_ids, "prompt-ids", &ids); !s.ok()) return s;
     return ids;
   }
@@ -160,6 +161,7 @@ int RunCommand(int argc, char** argv) {
         absl::StrCat("unexpected argument '", flags.positional()[0], "'")));
   }
   if (absl::Status s = Validate(f, flags); !s.ok()) return Fail(s);
+  f.ids_given = flags.WasSet("prompt-ids");
   kernels::cpu::SetNumThreads(f.threads);
 
   auto text = LoadTextFiles(f.model);

@@ -22,6 +22,7 @@ int g_threads = 0;  // 0: not set; OpenMP's default
 
 bool Parallel() { return (g_threads > 0 ? g_threads : omp_get_max_threads()) > 1; }
 
+// n <= kGemvMaxTokens: one pass over the weights for all n vectors.
 void StreamingGemv(const float* x, int64_t n, const Weight& w, float* y) {
   const Isa isa = DetectIsa();
   const int64_t rows = w.rows;
@@ -29,14 +30,11 @@ void StreamingGemv(const float* x, int64_t n, const Weight& w, float* y) {
   // Row blocks of 16 keep each thread's stream contiguous.
   const int64_t block = 16;
   const int64_t blocks = (rows + block - 1) / block;
-  for (int64_t t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
-    const int nt = static_cast<int>(std::min<int64_t>(kGemvMaxTokens, n - t0));
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t b = 0; b < blocks; ++b) {
-      GemvArgs a{x + t0 * w.cols, nt,  w.data, w.dtype, w.cols, b * block,
-                 std::min(rows, (b + 1) * block), y + t0 * rows, rows};
-      Gemv(isa, a);
-    }
+  for (int64_t b = 0; b < blocks; ++b) {
+    GemvArgs a{x, static_cast<int>(n), w.data, w.dtype, w.cols, b * block,
+               std::min(rows, (b + 1) * block), y, rows};
+    Gemv(isa, a);
   }
 }
 
