@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/activation.h"
+#include "common/status_macros.h"
+#include "engine/feed_forward.h"
+#include "engine/local_expert_runner.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/norm.h"
@@ -22,31 +24,20 @@ void Apply(const Linear& l, const float* x, int64_t n, float* y) {
   cpu::Linear(x, n, AsWeight(l.weight), l.bias.empty() ? nullptr : l.bias.data(), y);
 }
 
-// out[n, H] = down(silu(gate(x)) * up(x)), using gate/up as scratch.
-void SwiGlu(const FeedForward& ffn, const float* x, int64_t n, std::vector<float>& gate,
-            std::vector<float>& up, float* out) {
-  const int64_t f = ffn.gate.shape[0];
-  gate.resize(n * f);
-  up.resize(n * f);
-  cpu::Linear(x, n, AsWeight(ffn.gate), nullptr, gate.data());
-  cpu::Linear(x, n, AsWeight(ffn.up), nullptr, up.data());
-  cpu::SiluMul(gate.data(), up.data(), n * f, gate.data());
-  cpu::Linear(gate.data(), n, AsWeight(ffn.down), nullptr, out);
-}
-
 }  // namespace
 
 struct Transformer::Scratch {
   std::vector<float> x, h, q, k, v, attn, out;
   std::vector<int32_t> positions;
   // MoE.
-  std::vector<float> router_logits, route_weights, gate, up, gathered, expert_out;
+  std::vector<float> router_logits, route_weights, gate, up, expert_out;
   std::vector<int32_t> route_ids;
-  std::vector<std::vector<int32_t>> by_expert;  // entries token * top_k + slot
 };
 
-Transformer::Transformer(const ModelWeights& weights)
+Transformer::Transformer(const ModelWeights& weights, ExpertRunner* experts)
     : w_(weights),
+      own_experts_(experts ? nullptr : std::make_unique<LocalExpertRunner>(weights)),
+      experts_(experts ? experts : own_experts_.get()),
       rope_(weights.config.head_dim, weights.config.rope_theta),
       s_(std::make_unique<Scratch>()) {}
 
@@ -60,11 +51,6 @@ KvCache Transformer::NewCache(int capacity) const {
 absl::Status Transformer::Forward(absl::Span<const SequenceChunk> batch,
                                   std::vector<float>* logits) {
   const ModelConfig& c = w_.config;
-  if (w_.expert_begin != 0 || w_.expert_end != c.num_experts) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "this Transformer holds experts [", w_.expert_begin, ", ", w_.expert_end,
-        ") only; the single-process engine needs all ", c.num_experts));
-  }
   Scratch& s = *s_;
   int64_t t_total = 0;
   for (const SequenceChunk& chunk : batch) {
@@ -101,9 +87,10 @@ absl::Status Transformer::Forward(absl::Span<const SequenceChunk> batch,
   }
 
   for (int layer = 0; layer < c.num_layers; ++layer) {
-    Attention(layer, batch, t_total);
-    FeedForwardBlock(layer, t_total);
+    if (t_total > 0) Attention(layer, batch, t_total);
+    MOE_RETURN_IF_ERROR(FeedForwardBlock(layer, t_total));
   }
+  if (t_total == 0) return absl::OkStatus();
 
   // Final norm and lm_head on the rows that want logits.
   std::vector<int64_t> rows;
@@ -184,7 +171,7 @@ void Transformer::Attention(int layer, absl::Span<const SequenceChunk> batch, in
   for (int64_t i = 0; i < t * hidden; ++i) s.x[i] += s.out[i];
 }
 
-void Transformer::FeedForwardBlock(int layer, int64_t t) {
+absl::Status Transformer::FeedForwardBlock(int layer, int64_t t) {
   const ModelConfig& c = w_.config;
   const LayerWeights& lw = w_.layers[layer];
   Scratch& s = *s_;
@@ -194,54 +181,36 @@ void Transformer::FeedForwardBlock(int layer, int64_t t) {
                s.h.data());
   s.out.resize(t * hidden);
   if (lw.is_moe) {
-    MoeBlock(layer, t);
-  } else {
+    MOE_RETURN_IF_ERROR(MoeBlock(layer, t));
+  } else if (t > 0) {
     SwiGlu(lw.mlp, s.h.data(), t, s.gate, s.up, s.out.data());
   }
   for (int64_t i = 0; i < t * hidden; ++i) s.x[i] += s.out[i];
+  return absl::OkStatus();
 }
 
-void Transformer::MoeBlock(int layer, int64_t t) {
+absl::Status Transformer::MoeBlock(int layer, int64_t t) {
   const ModelConfig& c = w_.config;
   const LayerWeights& lw = w_.layers[layer];
   Scratch& s = *s_;
   const int64_t hidden = c.hidden_size;
   const int e_count = c.num_experts, k = c.top_k;
 
-  // Route.
+  // Route (the router is replicated on every rank), then run the experts.
   s.router_logits.resize(t * e_count);
-  cpu::Linear(s.h.data(), t, {DType::kF32, lw.router.data(), e_count, hidden}, nullptr,
-              s.router_logits.data());
   s.route_ids.resize(t * k);
   s.route_weights.resize(t * k);
-  cpu::RouteTopK(s.router_logits.data(), t, e_count, k, c.norm_topk_prob, s.route_ids.data(),
-                 s.route_weights.data());
-  s.by_expert.resize(e_count);
-  for (auto& list : s.by_expert) list.clear();
-  for (int64_t i = 0; i < t * k; ++i) s.by_expert[s.route_ids[i]].push_back(static_cast<int32_t>(i));
-
-  // Run each expert on its tokens and accumulate the weighted outputs.
-  s.out.assign(t * hidden, 0.0f);
-  for (int e = 0; e < e_count; ++e) {
-    const auto& entries = s.by_expert[e];
-    if (entries.empty()) continue;
-    const int64_t ne = static_cast<int64_t>(entries.size());
-    s.gathered.resize(ne * hidden);
-    for (int64_t i = 0; i < ne; ++i) {
-      std::copy_n(&s.h[(entries[i] / k) * hidden], hidden, &s.gathered[i * hidden]);
-    }
-    s.expert_out.resize(ne * hidden);
-    SwiGlu(lw.experts[e], s.gathered.data(), ne, s.gate, s.up, s.expert_out.data());
-    for (int64_t i = 0; i < ne; ++i) {
-      const float wgt = s.route_weights[entries[i]];
-      float* dst = &s.out[(entries[i] / k) * hidden];
-      const float* src = &s.expert_out[i * hidden];
-      for (int64_t j = 0; j < hidden; ++j) dst[j] += wgt * src[j];
-    }
+  if (t > 0) {
+    cpu::Linear(s.h.data(), t, {DType::kF32, lw.router.data(), e_count, hidden}, nullptr,
+                s.router_logits.data());
+    cpu::RouteTopK(s.router_logits.data(), t, e_count, k, c.norm_topk_prob, s.route_ids.data(),
+                   s.route_weights.data());
   }
+  MOE_RETURN_IF_ERROR(experts_->Run(layer, s.h.data(), t, s.route_ids.data(),
+                                    s.route_weights.data(), s.out.data()));
 
   // Qwen2-MoE: out += sigmoid(shared_expert_gate · x) * shared_expert(x).
-  if (!lw.shared_expert.empty()) {
+  if (!lw.shared_expert.empty() && t > 0) {
     s.expert_out.resize(t * hidden);
     SwiGlu(lw.shared_expert, s.h.data(), t, s.gate, s.up, s.expert_out.data());
     for (int64_t i = 0; i < t; ++i) {
@@ -251,6 +220,7 @@ void Transformer::MoeBlock(int layer, int64_t t) {
       for (int64_t j = 0; j < hidden; ++j) s.out[i * hidden + j] += g * s.expert_out[i * hidden + j];
     }
   }
+  return absl::OkStatus();
 }
 
 }  // namespace moeserve

@@ -17,6 +17,11 @@
 // gated shared expert of Qwen2-MoE. Activations are float; weights are read in
 // their stored dtype.
 //
+// The routed experts run through an ExpertRunner (engine/expert_runner.h):
+// all in this process by default, or spread over an expert-parallel group.
+// With a group, an empty batch is valid and still takes part in every MoE
+// layer's exchange.
+//
 // Not thread-safe: one Forward at a time (it owns scratch buffers).
 #ifndef MOESERVE_ENGINE_TRANSFORMER_H_
 #define MOESERVE_ENGINE_TRANSFORMER_H_
@@ -27,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "engine/expert_runner.h"
 #include "engine/kv_cache.h"
 #include "kernels/cpu/rope.h"
 #include "model/weights.h"
@@ -42,8 +48,9 @@ struct SequenceChunk {
 
 class Transformer {
  public:
-  // `weights` must outlive the Transformer.
-  explicit Transformer(const ModelWeights& weights);
+  // `weights` (and `experts`, when given) must outlive the Transformer.
+  // Without `experts`, a LocalExpertRunner runs them (all must be loaded).
+  explicit Transformer(const ModelWeights& weights, ExpertRunner* experts = nullptr);
   ~Transformer();
 
   const ModelConfig& config() const { return w_.config; }
@@ -51,7 +58,8 @@ class Transformer {
 
   // Appends to `logits` one row of vocab_size floats per requested position,
   // in batch order. INVALID_ARGUMENT for token ids outside the vocabulary or
-  // chunks that do not fit their cache.
+  // chunks that do not fit their cache; the ExpertRunner's errors (e.g.
+  // UNAVAILABLE when the group's collective fails).
   absl::Status Forward(absl::Span<const SequenceChunk> batch, std::vector<float>* logits);
 
  private:
@@ -59,11 +67,13 @@ class Transformer {
 
   // Each adds its block's output to the residual stream s_->x.
   void Attention(int layer, absl::Span<const SequenceChunk> batch, int64_t tokens);
-  void FeedForwardBlock(int layer, int64_t tokens);
+  absl::Status FeedForwardBlock(int layer, int64_t tokens);
   // The MoE block on the normed activations s_->h, into s_->out.
-  void MoeBlock(int layer, int64_t tokens);
+  absl::Status MoeBlock(int layer, int64_t tokens);
 
   const ModelWeights& w_;
+  std::unique_ptr<ExpertRunner> own_experts_;  // when none was given
+  ExpertRunner* experts_;
   kernels::cpu::RopeTable rope_;
   std::unique_ptr<Scratch> s_;
 };
