@@ -15,7 +15,7 @@ _LIB = ["-L{path}/lib64", "-L{path}/lib", "-Wl,-rpath,{path}/lib64", "-Wl,-rpath
 
 cc_library(
     name = "headers",
-    hdrs = glob(["include/**/*.h", "include/**/*.hpp", "include/**/*.cuh"], allow_empty = True),
+    hdrs = glob(["include/**/*.h", "include/**/*.hpp", "include/**/*.cuh", "include/nv/**"], allow_empty = True),
     includes = ["include"],
 )
 

@@ -1,0 +1,329 @@
+#include "worker/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/kv_cache.h"
+
+namespace moeserve {
+
+struct Engine::Request {
+  Request(std::shared_ptr<RequestSink> s, WorkItem w, KvCache c)
+      : sink(std::move(s)), item(std::move(w)), cache(std::move(c)), sampler(item.sampling) {}
+
+  std::shared_ptr<RequestSink> sink;
+  WorkItem item;
+  std::vector<int32_t> stops;
+  KvCache cache;
+  Sampler sampler;
+  int prefilled = 0;  // prompt tokens already in the cache
+  std::vector<int32_t> generated;
+  std::vector<int32_t> fresh;  // generated this step, not yet delivered
+  bool done = false;
+
+  int prompt_size() const { return static_cast<int>(item.prompt.size()); }
+};
+
+Engine::Engine(Transformer& model, Collective& collective, const EngineOptions& options)
+    : model_(model), collective_(collective), options_(options) {}
+
+Engine::~Engine() = default;
+
+absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
+  const ModelConfig& c = model_.config();
+  if (item.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  for (int32_t id : item.prompt) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt token id ", id, " is outside the vocabulary [0, ", c.vocab_size,
+                       ")"));
+    }
+  }
+  if (item.max_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be >= 0, got ", item.max_tokens));
+  }
+  const int64_t needed = static_cast<int64_t>(item.prompt.size()) + item.max_tokens;
+  if (needed > c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", item.prompt.size(), " tokens) plus max_tokens (", item.max_tokens, ") is ",
+        needed, ", beyond the model's context of ", c.max_position_embeddings, " tokens"));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (exited_) return absl::UnavailableError("this worker's engine has stopped");
+    submits_.push_back({std::move(sink), std::move(item)});
+  }
+  cv_.notify_one();
+  return absl::OkStatus();
+}
+
+void Engine::Abort(const RequestSink* sink, uint64_t request_id) {
+  std::lock_guard<std::mutex> l(mu_);
+  aborts_.emplace_back(sink, request_id);
+}
+
+void Engine::DropSink(const RequestSink* sink) {
+  std::lock_guard<std::mutex> l(mu_);
+  dropped_.push_back(sink);
+}
+
+void Engine::Wake(uint64_t period) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    woken_period_ = std::max(woken_period_, period);
+  }
+  cv_.notify_one();
+}
+
+void Engine::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+void Engine::Finish(Request& r, absl::Status status, std::vector<RequestUpdate>& out) {
+  RequestUpdate u;
+  u.request_id = r.item.request_id;
+  u.tokens = std::move(r.fresh);
+  r.fresh.clear();
+  u.finished = true;
+  u.status = std::move(status);
+  u.prompt_tokens = r.prompt_size();
+  u.completion_tokens = static_cast<int>(r.generated.size());
+  out.push_back(std::move(u));
+  r.done = true;
+}
+
+// Moves the inbox into the request list, applying aborts and dropped sinks.
+void Engine::DrainInbox() {
+  std::deque<Submission> submits;
+  std::vector<std::pair<const RequestSink*, uint64_t>> aborts;
+  std::vector<const RequestSink*> dropped;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    submits.swap(submits_);
+    aborts.swap(aborts_);
+    dropped.swap(dropped_);
+  }
+  const ModelConfig& c = model_.config();
+  for (Submission& s : submits) {
+    const int capacity = static_cast<int>(s.item.prompt.size()) + s.item.max_tokens;
+    auto r = std::make_unique<Request>(std::move(s.sink), std::move(s.item),
+                                       model_.NewCache(capacity));
+    r->stops = r->item.stop_token_ids;
+    if (!r->item.ignore_eos) {
+      r->stops.insert(r->stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
+    }
+    requests_.push_back(std::move(r));
+  }
+  for (const RequestSink* sink : dropped) {
+    for (auto& r : requests_) {
+      if (r->sink.get() == sink) r->done = true;  // nobody to tell
+    }
+  }
+  std::vector<RequestUpdate> ended;
+  for (const auto& [sink, id] : aborts) {
+    for (auto& r : requests_) {
+      if (!r->done && r->sink.get() == sink && r->item.request_id == id) {
+        std::vector<RequestUpdate> one;
+        Finish(*r, absl::CancelledError("the request was cancelled"), one);
+        outbox_.push_back({r->sink, std::move(one)});
+      }
+    }
+  }
+  // max_tokens == 0: nothing to compute (as Generate).
+  for (auto& r : requests_) {
+    if (!r->done && r->item.max_tokens == 0) {
+      std::vector<RequestUpdate> one;
+      Finish(*r, absl::OkStatus(), one);
+      one.back().finish_reason = FinishReason::kLength;
+      outbox_.push_back({r->sink, std::move(one)});
+    }
+  }
+  requests_.erase(std::remove_if(requests_.begin(), requests_.end(),
+                                 [](const auto& r) { return r->done; }),
+                  requests_.end());
+}
+
+// Decode tokens first (latency), then prefill chunks, within the budget.
+std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) {
+  std::vector<Chunk> picked;
+  int budget = options_.max_step_tokens;
+  for (auto& r : requests_) {
+    if (budget == 0) break;
+    if (r->prefilled == r->prompt_size()) {
+      picked.push_back({r.get(), static_cast<int>(r->generated.size()) - 1, 1});
+      --budget;
+    }
+  }
+  for (auto& r : requests_) {
+    if (budget == 0) break;
+    const int left = r->prompt_size() - r->prefilled;
+    if (left == 0) continue;
+    const int n = std::min({left, std::max(1, options_.prefill_chunk), budget});
+    picked.push_back({r.get(), r->prefilled, n});
+    budget -= n;
+  }
+  chunks->clear();
+  for (const Chunk& ch : picked) {
+    Request& r = *ch.request;
+    if (r.prefilled < r.prompt_size()) {
+      chunks->push_back({absl::MakeConstSpan(r.item.prompt).subspan(ch.begin, ch.count),
+                         ch.begin, &r.cache, false});
+    } else {
+      chunks->push_back({absl::MakeConstSpan(&r.generated[ch.begin], 1),
+                         r.prompt_size() + ch.begin, &r.cache, false});
+    }
+  }
+  return picked;
+}
+
+void Engine::WaitForWork(uint64_t period) {
+  bool local;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return !submits_.empty() || stop_ || woken_period_ >= period; });
+    local = !submits_.empty() || stop_;
+  }
+  // This rank ends the idle period: wake the others so all enter the next
+  // step's all-reduce.
+  if (local && collective_.world_size() > 1 && ring_) ring_(period);
+}
+
+void Engine::DeliverAll() {
+  // One Deliver per sink per step.
+  std::vector<std::pair<std::shared_ptr<RequestSink>, std::vector<RequestUpdate>>> merged;
+  for (auto& [sink, updates] : outbox_) {
+    auto it = std::find_if(merged.begin(), merged.end(),
+                           [&](const auto& m) { return m.first == sink; });
+    if (it == merged.end()) {
+      merged.emplace_back(sink, std::move(updates));
+    } else {
+      for (auto& u : updates) it->second.push_back(std::move(u));
+    }
+  }
+  outbox_.clear();
+  for (auto& [sink, updates] : merged) sink->Deliver(std::move(updates));
+}
+
+void Engine::FailAll(const absl::Status& status) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    exited_ = true;
+  }
+  DrainInbox();
+  for (auto& r : requests_) {
+    std::vector<RequestUpdate> one;
+    Finish(*r, status, one);
+    outbox_.push_back({r->sink, std::move(one)});
+  }
+  requests_.clear();
+  DeliverAll();
+  ReportLoad();
+}
+
+void Engine::ReportLoad() {
+  EngineLoad load;
+  load.active_requests = static_cast<int>(requests_.size());
+  for (const auto& r : requests_) {
+    load.pending_tokens += (r->prompt_size() - r->prefilled) +
+                           (r->item.max_tokens - static_cast<int64_t>(r->generated.size()));
+    load.kv_tokens += r->cache.capacity();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.active_requests = load.active_requests;
+  }
+  if (load == last_load_) return;
+  last_load_ = load;
+  if (on_load_) on_load_(load);
+}
+
+absl::Status Engine::Run() {
+  const ModelConfig& c = model_.config();
+  std::vector<SequenceChunk> chunks;
+  std::vector<float> logits;
+  while (true) {
+    DrainInbox();
+    DeliverAll();
+    const std::vector<Chunk> picked = Schedule(&chunks);
+    int64_t local_tokens = 0;
+    for (const SequenceChunk& ch : chunks) local_tokens += static_cast<int64_t>(ch.tokens.size());
+    bool stop;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop = stop_;
+    }
+    int64_t agree[2] = {local_tokens, stop ? 1 : 0};
+    if (absl::Status s = collective_.AllReduceSum(agree, 2); !s.ok()) {
+      FailAll(absl::UnavailableError(absl::StrCat("worker group failed: ", s.message())));
+      return s;
+    }
+    if (agree[1] > 0) {
+      FailAll(absl::UnavailableError("the worker group is shutting down"));
+      return absl::OkStatus();
+    }
+    if (agree[0] == 0) {
+      ReportLoad();
+      WaitForWork(++idle_period_);
+      continue;
+    }
+
+    const auto t0 = std::chrono::steady_clock::now();
+    logits.clear();
+    if (absl::Status s = model_.Forward(chunks, &logits); !s.ok()) {
+      FailAll(absl::UnavailableError(absl::StrCat("worker step failed: ", s.message())));
+      return s;
+    }
+    uint64_t generated = 0;
+    for (size_t i = 0; i < picked.size(); ++i) {
+      Request& r = *picked[i].request;
+      if (r.prefilled < r.prompt_size()) {
+        r.prefilled += picked[i].count;
+        if (r.prefilled < r.prompt_size()) continue;  // more prompt to go
+      }
+      const int32_t next = r.sampler.Sample(&logits[i * c.vocab_size], c.vocab_size);
+      r.generated.push_back(next);
+      r.fresh.push_back(next);
+      ++generated;
+      std::vector<RequestUpdate> one;
+      if (std::find(r.stops.begin(), r.stops.end(), next) != r.stops.end()) {
+        Finish(r, absl::OkStatus(), one);
+        one.back().finish_reason = FinishReason::kStop;
+      } else if (static_cast<int>(r.generated.size()) >= r.item.max_tokens) {
+        Finish(r, absl::OkStatus(), one);
+        one.back().finish_reason = FinishReason::kLength;
+      } else {
+        RequestUpdate u;
+        u.request_id = r.item.request_id;
+        u.tokens = std::move(r.fresh);
+        r.fresh.clear();
+        one.push_back(std::move(u));
+      }
+      outbox_.push_back({r.sink, std::move(one)});
+    }
+    requests_.erase(std::remove_if(requests_.begin(), requests_.end(),
+                                   [](const auto& r) { return r->done; }),
+                    requests_.end());
+    DeliverAll();
+    ReportLoad();
+    const double dt =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.steps;
+    stats_.step_seconds += dt;
+    stats_.generated_tokens += generated;
+  }
+}
+
+}  // namespace moeserve

@@ -1,0 +1,177 @@
+// Engine: a worker rank's serving loop. Runs the requests routers placed on
+// this rank, stepping in lockstep with the other ranks of the group.
+//
+//   Engine engine(model, collective, options);
+//   engine.set_ring([&](uint64_t period) { /* Wake RPC to every peer */ });
+//   std::thread loop([&] { status = engine.Run(); });
+//   engine.Submit(sink, item);          // from any thread
+//   ...
+//   engine.Stop();                      // the whole group leaves Run
+//
+// One step (ARCHITECTURE.md, "One engine step on every rank"):
+//   1. take new requests and aborts from the inbox; pick this step's tokens:
+//      a prefill chunk or one decode token per request, within a token budget;
+//   2. agree on the step with an all-reduce of (local tokens, stop flag);
+//      when every rank is idle, sleep (no spinning) until this rank gets work
+//      or a peer rings; a rank that gets work rings every peer;
+//   3. the forward pass (the Transformer's ExpertRunner does the MoE
+//      all-to-alls; a rank with no tokens still takes part);
+//   4. sample, deliver new tokens to each request's sink, free finished
+//      requests.
+// Sampling and stopping follow engine/generator.cc exactly (same chunking,
+// same seeded sampler, stop token included in the output), so a request gives
+// the tokens `moeserve run` gives.
+//
+// Failure: when a collective fails, every request gets an UNAVAILABLE
+// terminal and Run returns the error; the group must be formed again.
+#ifndef MOESERVE_WORKER_ENGINE_H_
+#define MOESERVE_WORKER_ENGINE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "collective/collective.h"
+#include "engine/generator.h"
+#include "engine/sampler.h"
+#include "engine/transformer.h"
+
+namespace moeserve {
+
+// A request as the engine sees it: tokenized and checked by the router.
+struct WorkItem {
+  uint64_t request_id = 0;  // unique per sink
+  std::vector<int32_t> prompt;
+  int max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids
+  bool ignore_eos = false;
+};
+
+// What one step produced for one request.
+struct RequestUpdate {
+  uint64_t request_id = 0;
+  std::vector<int32_t> tokens;  // new tokens
+  bool finished = false;        // the terminal update: exactly one per request
+  absl::Status status;          // when finished: OK, or why it ended
+  FinishReason finish_reason = FinishReason::kLength;
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+};
+
+// Where a request's output goes (one per router stream). Called on the
+// engine thread only, once per step with all of that step's updates for the
+// sink's requests; must not block for long.
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  virtual void Deliver(std::vector<RequestUpdate> updates) = 0;
+};
+
+struct EngineOptions {
+  int prefill_chunk = 256;      // prompt tokens of one request per step
+  int max_step_tokens = 2048;   // tokens of all requests per step
+};
+
+struct EngineLoad {
+  int active_requests = 0;
+  int64_t pending_tokens = 0;  // prompt tokens to prefill + tokens to generate
+  int64_t kv_tokens = 0;       // KV positions held
+  bool operator==(const EngineLoad& o) const {
+    return active_requests == o.active_requests && pending_tokens == o.pending_tokens &&
+           kv_tokens == o.kv_tokens;
+  }
+};
+
+struct EngineStats {
+  uint64_t steps = 0;  // steps in which the group had work
+  double step_seconds = 0;
+  uint64_t generated_tokens = 0;
+  int active_requests = 0;  // admitted and not ended (as of the last step)
+};
+
+class Engine {
+ public:
+  // `model` and `collective` must outlive the engine; the model's
+  // ExpertRunner must use the same collective.
+  Engine(Transformer& model, Collective& collective, const EngineOptions& options);
+  ~Engine();
+
+  // Thread-safe. INVALID_ARGUMENT (nothing queued) for an empty prompt, ids
+  // outside the vocabulary, negative max_tokens, or a prompt + max_tokens
+  // beyond the model's context; UNAVAILABLE once Run has returned.
+  absl::Status Submit(std::shared_ptr<RequestSink> sink, WorkItem item);
+  // Thread-safe. The request ends with a CANCELLED terminal at the next step
+  // (nothing happens if it already ended).
+  void Abort(const RequestSink* sink, uint64_t request_id);
+  // Thread-safe. The sink's stream is gone: free its requests, deliver
+  // nothing more to it.
+  void DropSink(const RequestSink* sink);
+  // Thread-safe. A peer rang the doorbell for idle period `period`.
+  void Wake(uint64_t period);
+  // Thread-safe. Every rank of the group leaves Run at the next step; open
+  // requests end with UNAVAILABLE.
+  void Stop();
+
+  // Rings every peer (set before Run; not needed at world size 1).
+  void set_ring(std::function<void(uint64_t period)> ring) { ring_ = std::move(ring); }
+  // Called on the engine thread after a step that changed the load.
+  void set_load_listener(std::function<void(const EngineLoad&)> f) { on_load_ = std::move(f); }
+
+  // The loop, on the calling thread: OK after Stop, else the collective's
+  // error.
+  absl::Status Run();
+
+  EngineStats stats() const;
+
+ private:
+  struct Request;
+  struct Chunk {
+    Request* request;
+    int begin, count;  // prompt or generated positions fed this step
+  };
+
+  void DrainInbox();
+  std::vector<Chunk> Schedule(std::vector<SequenceChunk>* chunks);
+  void WaitForWork(uint64_t period);
+  void Finish(Request& r, absl::Status status, std::vector<RequestUpdate>& out);
+  void FailAll(const absl::Status& status);
+  void DeliverAll();
+  void ReportLoad();
+
+  Transformer& model_;
+  Collective& collective_;
+  EngineOptions options_;
+  std::function<void(uint64_t)> ring_;
+  std::function<void(const EngineLoad&)> on_load_;
+
+  // Inbox, guarded by mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  struct Submission {
+    std::shared_ptr<RequestSink> sink;
+    WorkItem item;
+  };
+  std::deque<Submission> submits_;
+  std::vector<std::pair<const RequestSink*, uint64_t>> aborts_;
+  std::vector<const RequestSink*> dropped_;
+  bool stop_ = false;
+  bool exited_ = false;  // Run returned (or is failing everything): refuse work
+  uint64_t woken_period_ = 0;
+  EngineStats stats_;
+
+  // Engine thread only.
+  std::vector<std::unique_ptr<Request>> requests_;  // admission order
+  std::vector<std::pair<std::shared_ptr<RequestSink>, std::vector<RequestUpdate>>> outbox_;
+  uint64_t idle_period_ = 0;
+  EngineLoad last_load_;
+};
+
+}  // namespace moeserve
+
+#endif  // MOESERVE_WORKER_ENGINE_H_

@@ -1,0 +1,4 @@
+// moeserve-worker: see worker/worker_main.cc.
+#include "worker/worker_main.h"
+
+int main(int argc, char** argv) { return moeserve::WorkerMain(argc, argv, 1); }

@@ -1,0 +1,337 @@
+// moeserve-worker: one rank of an expert-parallel group.
+//
+//   moeserve-worker --rank 0 --world-size 2 --model DIR \
+//       --listen 0.0.0.0:50061 --coordinator worker-0.workers:50062
+//
+// Start-up: serve the Worker service (UNAVAILABLE until ready) and, on rank
+// 0, the Coordinator store; load the dense weights and this rank's experts;
+// meet the peers through the store (epoch, addresses, Gloo pairs); build the
+// Collective; then print
+//   moeserve-worker ready rank=R world=W listen=HOST:PORT experts=B-E ...
+// on stdout and run the engine loop until SIGINT/SIGTERM or the group fails.
+#include "worker/worker_main.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "collective/coordinator.h"
+#include "collective/group.h"
+#include "collective/in_memory_kv_store.h"
+#include "common/cli_flags.h"
+#include "common/status_macros.h"
+#include "engine/transformer.h"
+#include "kernels/cpu/linear.h"
+#include "model/weights.h"
+#include "worker/engine.h"
+#include "worker/expert_parallel.h"
+#include "worker/expert_shards.h"
+#include "worker/peer_ring.h"
+#include "worker/worker_service.h"
+
+namespace moeserve {
+namespace {
+
+struct WorkerFlags {
+  int rank = 0;
+  int world_size = 1;
+  std::string model;
+  std::string listen = "0.0.0.0:50061";
+  std::string advertise;
+  std::string coordinator;
+  std::string collective = "auto";
+  std::string host;
+  int threads = 0;
+  int timeout_s = 30;
+  int formation_timeout_s = 300;
+  int prefill_chunk = 256;
+  int max_step_tokens = 2048;
+};
+
+std::string HostOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+bool IsWildcard(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::" || host == "*";
+}
+
+std::string MyHostName() {
+  char name[256] = {0};
+  if (::gethostname(name, sizeof name - 1) != 0) return "127.0.0.1";
+  return name;
+}
+
+uint64_t ExpertBytes(const ModelWeights& w) {
+  uint64_t bytes = 0;
+  for (const LayerWeights& layer : w.layers) {
+    for (int e = w.expert_begin; e < w.expert_end && layer.is_moe; ++e) {
+      const FeedForward& f = layer.experts[e];
+      bytes += f.gate.nbytes() + f.up.nbytes() + f.down.nbytes();
+    }
+  }
+  return bytes;
+}
+
+// Builds a server on `address` with `services`; returns the bound port.
+absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(
+    const std::string& address, const std::vector<grpc::Service*>& services, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+  }
+  return server;
+}
+
+std::string WithPort(const std::string& address, int port) {
+  const size_t colon = address.rfind(':');
+  return absl::StrCat(address.substr(0, colon), ":", port);
+}
+
+absl::Status Validate(const WorkerFlags& f) {
+  if (f.model.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  if (f.world_size < 1) return absl::InvalidArgumentError("--world-size must be >= 1");
+  if (f.rank < 0 || f.rank >= f.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rank ", f.rank, " is outside [0, --world-size ", f.world_size, ")"));
+  }
+  if (f.world_size > 1 && f.coordinator.empty()) {
+    return absl::InvalidArgumentError(
+        "--coordinator HOST:PORT is required when --world-size > 1 (rank 0 serves it)");
+  }
+  if (f.listen.rfind(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen must be HOST:PORT, got '", f.listen, "'"));
+  }
+  if (f.timeout_s <= 0 || f.formation_timeout_s <= 0) {
+    return absl::InvalidArgumentError("--timeout and --formation-timeout must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+// SIGINT/SIGTERM arrive on this thread (blocked everywhere else).
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  // Calls on_signal() for the first signal (on the watcher thread).
+  void Start(std::function<void()> on_signal) {
+    thread_ = std::thread([this, on_signal] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      on_signal();
+    });
+    thread_.detach();
+  }
+
+ private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+int Fail(const absl::Status& s, int rank) {
+  std::fprintf(stderr, "moeserve-worker rank %d: %s\n", rank, std::string(s.message()).c_str());
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace
+
+int WorkerMain(int argc, char** argv, int first) {
+  WorkerFlags f;
+  FlagSet flags("moeserve-worker",
+                "One rank of an expert-parallel worker group: holds the dense weights and "
+                "its slice of the experts, steps in lockstep with its peers, and serves the "
+                "requests routers place on it.");
+  flags.Int("rank", &f.rank, "R", "This worker's rank in [0, world-size).");
+  flags.Int("world-size", &f.world_size, "W", "Ranks in the group.");
+  flags.String("model", &f.model, "DIR", "Hugging Face checkpoint directory.");
+  flags.String("listen", &f.listen, "HOST:PORT",
+               "Address of the Worker service (port 0: any free port).");
+  flags.String("advertise", &f.advertise, "HOST:PORT",
+               "Address peers use to reach this worker (default: --listen, with this "
+               "machine's host name when --listen is a wildcard).");
+  flags.String("coordinator", &f.coordinator, "HOST:PORT",
+               "Rank 0's key-value store, where the group meets. Rank 0 serves it there "
+               "(port 0: any free port, printed as `coordinator=HOST:PORT`).");
+  flags.String("collective", &f.collective, "KIND",
+               "auto (local at W=1, else gloo), local, gloo, nccl.");
+  flags.String("host", &f.host, "HOST",
+               "Address Gloo binds and advertises (default: the --advertise host).");
+  flags.Int("threads", &f.threads, "N", "CPU threads for the kernels (0: all cores).");
+  flags.Int("timeout", &f.timeout_s, "SECONDS",
+            "Longest wait for any collective call before the group is declared broken.");
+  flags.Int("formation-timeout", &f.formation_timeout_s, "SECONDS",
+            "Longest wait for the other ranks to join.");
+  flags.Int("prefill-chunk", &f.prefill_chunk, "N", "Prompt tokens per request per step.");
+  flags.Int("max-step-tokens", &f.max_step_tokens, "N", "Tokens of all requests per step.");
+  if (absl::Status s = flags.Parse(argc, argv, first); !s.ok()) {
+    std::fprintf(stderr, "moeserve-worker: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    return Fail(absl::InvalidArgumentError(
+                    absl::StrCat("unexpected argument '", flags.positional()[0], "'")),
+                f.rank);
+  }
+  if (absl::Status s = Validate(f); !s.ok()) return Fail(s, f.rank);
+  kernels::cpu::SetNumThreads(f.threads);
+
+  SignalWatcher signals;  // before any thread starts, so all inherit the mask
+  std::atomic<Engine*> running{nullptr};
+  signals.Start([&] {
+    if (Engine* e = running.load()) {
+      e->Stop();
+    } else {
+      std::fprintf(stderr, "moeserve-worker rank %d: stopped while starting\n", f.rank);
+      std::_Exit(0);
+    }
+  });
+
+  // 1. Serve: the Worker service (not ready yet) and rank 0's store.
+  WorkerService service;
+  InMemoryKvStore local_store;
+  CoordinatorService coordinator(&local_store);
+  int port = 0;
+  std::vector<grpc::Service*> services = {&service};
+  const bool same_address = f.rank == 0 && f.coordinator == f.listen;
+  if (same_address) services.push_back(&coordinator);
+  auto server = Serve(f.listen, services, &port);
+  if (!server.ok()) return Fail(server.status(), f.rank);
+  const std::string listen = WithPort(f.listen, port);
+  std::unique_ptr<grpc::Server> coordinator_server;
+  std::string coordinator_address = same_address ? listen : f.coordinator;
+  if (f.rank == 0 && f.world_size > 1) {
+    if (!same_address) {
+      int cport = 0;
+      auto cs = Serve(f.coordinator, {&coordinator}, &cport);
+      if (!cs.ok()) return Fail(cs.status(), f.rank);
+      coordinator_server = std::move(*cs);
+      coordinator_address = WithPort(f.coordinator, cport);
+    }
+    std::printf("moeserve-worker rank=0 coordinator=%s\n", coordinator_address.c_str());
+    std::fflush(stdout);
+  }
+  std::string advertise = f.advertise;
+  if (advertise.empty()) {
+    advertise = IsWildcard(HostOf(listen)) ? absl::StrCat(MyHostName(), ":", port) : listen;
+  }
+  const std::string gloo_host = f.host.empty() ? HostOf(advertise) : f.host;
+
+  // 2. Weights: dense ones and this rank's experts.
+  auto config = LoadModelConfig(f.model);
+  if (!config.ok()) return Fail(config.status(), f.rank);
+  const ExpertShards shards(config->num_experts, f.world_size);
+  LoadOptions load;
+  load.expert_begin = shards.begin(f.rank);
+  load.expert_end = shards.end(f.rank);
+  auto weights = LoadModel(f.model, load);
+  if (!weights.ok()) return Fail(weights.status(), f.rank);
+
+  // 3. Meet the peers: epoch, addresses, the collective.
+  std::unique_ptr<KvStore> remote_store;
+  KvStore* store = &local_store;
+  const absl::Duration formation = absl::Seconds(f.formation_timeout_s);
+  if (f.rank != 0) {
+    auto s = ConnectCoordinator(coordinator_address, formation);
+    if (!s.ok()) return Fail(s.status(), f.rank);
+    remote_store = std::move(*s);
+    store = remote_store.get();
+  }
+  uint64_t epoch = 0;
+  if (f.rank == 0) {
+    // Unique across restarts of rank 0 (its store starts empty each time).
+    epoch = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+    if (absl::Status s = store->Set("epoch", std::to_string(epoch)); !s.ok()) {
+      return Fail(s, f.rank);
+    }
+  } else {
+    auto e = store->Get("epoch", formation);
+    if (!e.ok()) return Fail(e.status(), f.rank);
+    epoch = std::stoull(*e);
+  }
+  const std::string prefix = absl::StrCat("epoch/", epoch, "/");
+  if (absl::Status s = store->Set(absl::StrCat(prefix, "worker/", f.rank), advertise); !s.ok()) {
+    return Fail(s, f.rank);
+  }
+  GroupOptions group;
+  group.rank = f.rank;
+  group.world_size = f.world_size;
+  group.kind = f.collective;
+  group.host = gloo_host;
+  group.prefix = absl::StrCat(prefix, "collective/");
+  group.timeout = absl::Seconds(f.timeout_s);
+  auto collective = CreateCollective(*store, group);
+  if (!collective.ok()) return Fail(collective.status(), f.rank);
+  std::vector<std::string> peers(f.world_size);
+  for (int r = 0; r < f.world_size; ++r) {
+    auto a = store->Get(absl::StrCat(prefix, "worker/", r), formation);
+    if (!a.ok()) return Fail(a.status(), f.rank);
+    peers[r] = *a;
+  }
+  if (absl::Status s = (*collective)->Barrier(); !s.ok()) return Fail(s, f.rank);
+
+  // 4. The engine.
+  ExpertParallelRunner experts(**weights, **collective, shards);
+  Transformer model(**weights, &experts);
+  EngineOptions options;
+  options.prefill_chunk = f.prefill_chunk;
+  options.max_step_tokens = f.max_step_tokens;
+  Engine engine(model, **collective, options);
+  PeerRing ring(f.rank, epoch, peers);
+  engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
+  engine.set_load_listener([&service](const EngineLoad& load) { service.BroadcastLoad(load); });
+  WorkerService::Identity id;
+  id.rank = f.rank;
+  id.world_size = f.world_size;
+  id.expert_begin = shards.begin(f.rank);
+  id.expert_end = shards.end(f.rank);
+  id.resident_weight_bytes = (*weights)->resident_bytes;
+  id.resident_expert_bytes = ExpertBytes(**weights);
+  id.collective = (*collective)->name();
+  service.Ready(epoch, &engine, id, [&experts] { return experts.all_to_all_seconds(); });
+  running.store(&engine);
+  std::printf(
+      "moeserve-worker ready rank=%d world=%d listen=%s experts=%d-%d "
+      "resident_expert_bytes=%llu resident_weight_bytes=%llu collective=%s epoch=%llu\n",
+      f.rank, f.world_size, listen.c_str(), id.expert_begin, id.expert_end,
+      static_cast<unsigned long long>(id.resident_expert_bytes),
+      static_cast<unsigned long long>(id.resident_weight_bytes), id.collective.c_str(),
+      static_cast<unsigned long long>(epoch));
+  std::fflush(stdout);
+
+  const absl::Status result = engine.Run();
+  running.store(nullptr);
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  (*server)->Shutdown(deadline);
+  if (coordinator_server) coordinator_server->Shutdown(deadline);
+  if (!result.ok()) return Fail(result, f.rank);
+  std::fprintf(stderr, "moeserve-worker rank %d: stopped\n", f.rank);
+  return 0;
+}
+
+}  // namespace moeserve

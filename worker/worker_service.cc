@@ -1,0 +1,131 @@
+#include "worker/worker_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "worker/stream_sink.h"
+
+namespace moeserve {
+
+namespace v1 = internal::v1;
+
+WorkerService::WorkerService() = default;
+WorkerService::~WorkerService() = default;
+
+void WorkerService::Ready(uint64_t epoch, Engine* engine, Identity identity,
+                          std::function<double()> a2a_seconds) {
+  epoch_ = epoch;
+  engine_ = engine;
+  identity_ = std::move(identity);
+  a2a_seconds_ = std::move(a2a_seconds);
+  ready_.store(true, std::memory_order_release);
+}
+
+void WorkerService::BroadcastLoad(const EngineLoad& load) {
+  v1::WorkerMessage m;
+  v1::LoadReport* r = m.mutable_load();
+  r->set_active_requests(load.active_requests);
+  r->set_pending_tokens(load.pending_tokens);
+  r->set_kv_tokens(load.kv_tokens);
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& sink : sinks_) sink->Send(m);
+}
+
+grpc::Status WorkerService::Connect(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::WorkerMessage, v1::RouterMessage>* stream) {
+  v1::RouterMessage m;
+  if (!stream->Read(&m)) return grpc::Status::OK;
+  if (!m.has_hello()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the first message of a Connect stream must be a Hello");
+  }
+  if (!ready_.load(std::memory_order_acquire)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this worker's group is still forming (or its weights are loading)");
+  }
+  auto sink = std::make_shared<StreamSink>(epoch_, stream);
+  {
+    v1::WorkerMessage welcome;
+    v1::Welcome* w = welcome.mutable_welcome();
+    w->set_rank(identity_.rank);
+    w->set_world_size(identity_.world_size);
+    w->set_expert_begin(identity_.expert_begin);
+    w->set_expert_end(identity_.expert_end);
+    sink->Send(std::move(welcome));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sinks_.push_back(sink);
+  }
+
+  grpc::Status status = grpc::Status::OK;
+  while (stream->Read(&m)) {
+    if (m.epoch() != epoch_) {
+      status = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            absl::StrCat("message for epoch ", m.epoch(),
+                                         ", but this group's epoch is ", epoch_));
+      break;
+    }
+    if (m.has_submit()) {
+      const v1::Submit& s = m.submit();
+      WorkItem item;
+      item.request_id = s.request_id();
+      item.prompt.assign(s.prompt().begin(), s.prompt().end());
+      item.max_tokens = static_cast<int>(s.max_tokens());
+      item.sampling.temperature = s.sampling().temperature();
+      item.sampling.seed = s.sampling().seed();
+      item.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+      item.ignore_eos = s.ignore_eos();
+      if (absl::Status st = engine_->Submit(sink, std::move(item)); !st.ok()) {
+        sink->Refuse(s.request_id(), st);
+      }
+    } else if (m.has_abort()) {
+      engine_->Abort(sink.get(), m.abort().request_id());
+    }
+  }
+  engine_->DropSink(sink.get());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sinks_.erase(std::remove(sinks_.begin(), sinks_.end(), sink), sinks_.end());
+  }
+  sink->Close();
+  return status;
+}
+
+grpc::Status WorkerService::Wake(grpc::ServerContext* context, const v1::WakeRequest* request,
+                                 v1::WakeResponse* response) {
+  if (!ready_.load(std::memory_order_acquire) || request->epoch() != epoch_) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("wake for epoch ", request->epoch(), ", this group is at ",
+                                     epoch_));
+  }
+  engine_->Wake(request->idle_period());
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::GetStatus(grpc::ServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::WorkerStatus* response) {
+  if (!ready_.load(std::memory_order_acquire)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the group is still forming");
+  }
+  response->set_epoch(epoch_);
+  response->set_rank(identity_.rank);
+  response->set_world_size(identity_.world_size);
+  response->set_expert_begin(identity_.expert_begin);
+  response->set_expert_end(identity_.expert_end);
+  response->set_resident_weight_bytes(identity_.resident_weight_bytes);
+  response->set_resident_expert_bytes(identity_.resident_expert_bytes);
+  response->set_collective(identity_.collective);
+  const EngineStats stats = engine_->stats();
+  response->set_steps(stats.steps);
+  response->set_step_seconds(stats.step_seconds);
+  response->set_generated_tokens(stats.generated_tokens);
+  response->set_active_requests(stats.active_requests);
+  if (a2a_seconds_) response->set_all_to_all_seconds(a2a_seconds_());
+  return grpc::Status::OK;
+}
+
+}  // namespace moeserve
