@@ -95,6 +95,9 @@ class EngineTest : public ::testing::Test {
     return r.ok() ? r->tokens : std::vector<int32_t>{};
   }
 
+  // Declared first: destroyed after the engine loop has stopped.
+  LocalCollective local_;
+  std::unique_ptr<FaultInjectingCollective> faulty_;
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<ExpertShards> shards_;
   std::unique_ptr<ExpertParallelRunner> runner_;
@@ -116,8 +119,7 @@ WorkItem Item(uint64_t id, int prompt_len, int max_tokens, float temperature = 0
 }
 
 TEST_F(EngineTest, ConcurrentRequestsMatchGenerate) {
-  LocalCollective local;
-  Start(&local);
+  Start(&local_);
   auto sink = std::make_shared<RecordingSink>();
   std::vector<WorkItem> items;
   for (uint64_t id = 1; id <= 8; ++id) {
@@ -137,8 +139,7 @@ TEST_F(EngineTest, ConcurrentRequestsMatchGenerate) {
 }
 
 TEST_F(EngineTest, RefusesBadRequestsWithoutQueueing) {
-  LocalCollective local;
-  Start(&local);
+  Start(&local_);
   auto sink = std::make_shared<RecordingSink>();
   WorkItem empty = Item(1, 0, 4);
   EXPECT_EQ(engine_->Submit(sink, empty).code(), absl::StatusCode::kInvalidArgument);
@@ -158,8 +159,7 @@ TEST_F(EngineTest, RefusesBadRequestsWithoutQueueing) {
 }
 
 TEST_F(EngineTest, AbortEndsWithCancelledOnce) {
-  LocalCollective local;
-  Start(&local);
+  Start(&local_);
   auto sink = std::make_shared<RecordingSink>();
   ASSERT_TRUE(engine_->Submit(sink, Item(1, 20, 200)).ok());
   ASSERT_TRUE(engine_->Submit(sink, Item(2, 5, 3)).ok());
@@ -177,8 +177,7 @@ TEST_F(EngineTest, AbortEndsWithCancelledOnce) {
 }
 
 TEST_F(EngineTest, StopEndsOpenRequestsWithUnavailable) {
-  LocalCollective local;
-  Start(&local);
+  Start(&local_);
   auto sink = std::make_shared<RecordingSink>();
   ASSERT_TRUE(engine_->Submit(sink, Item(1, 30, 220)).ok());
   engine_->Stop();
@@ -192,8 +191,8 @@ TEST_F(EngineTest, StopEndsOpenRequestsWithUnavailable) {
 TEST_F(EngineTest, CollectiveFailureFailsEveryRequest) {
   FaultOptions o;
   o.fail_call = 40;  // somewhere inside the first requests' steps
-  FaultInjectingCollective faulty(std::make_unique<LocalCollective>(), o);
-  Start(&faulty);
+  faulty_ = std::make_unique<FaultInjectingCollective>(std::make_unique<LocalCollective>(), o);
+  Start(faulty_.get());
   auto sink = std::make_shared<RecordingSink>();
   for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(engine_->Submit(sink, Item(id, 8, 100)).ok());
   ASSERT_TRUE(sink->WaitForTerminals(3));
