@@ -8,6 +8,8 @@ namespace moeserve {
 
 int RunCommand(int argc, char** argv);
 int TokenizeCommand(int argc, char** argv);
+int GenerateCommand(int argc, char** argv);  // tools/generate_command.cc
+int LocalCommand(int argc, char** argv);     // tools/local_command.cc
 
 }  // namespace moeserve
 

@@ -3,16 +3,23 @@
 # missing (apt-get; sudo when not root). Sourced by tools/test.sh and
 # tools/demo.sh; safe to run repeatedly.
 #
-# Packages: Bazel (bazel-bootstrap), Abseil, GoogleTest/GoogleMock, OpenBLAS
+# Packages: Bazel (bazel-bootstrap), Abseil, gRPC + Protobuf (C++ runtime,
+# protoc and the gRPC plugins), Gloo (CPU collectives), GoogleTest/GoogleMock, OpenBLAS
 # (pthread flavour), nlohmann-json, PCRE2 (tokenizer regexes), utf8proc
 # (Unicode normalisation), clang + libFuzzer (the fuzz target), Node.js + npm
-# (reference tokenizers in tests), Python 3 (the test summary).
+# (reference tokenizers in tests), Python 3 (the test summary) with grpcio and
+# protobuf (the independent gRPC client of the cluster tests).
 # An entry `package:command` is skipped when `command` is already on PATH
 # (e.g. a Node.js installed from elsewhere, which Debian's npm conflicts with).
 
 MOESERVE_PACKAGES=(
   bazel-bootstrap
   libabsl-dev
+  libgrpc++-dev
+  libprotobuf-dev
+  protobuf-compiler
+  protobuf-compiler-grpc
+  libgloo-dev
   libgtest-dev
   libgmock-dev
   libopenblas-dev
@@ -26,6 +33,8 @@ MOESERVE_PACKAGES=(
   nodejs:node
   npm:npm
   python3:python3
+  python3-grpcio
+  python3-protobuf
   g++
 )
 

@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""The cluster against the single-process engine, side by side in one run.
+
+  1. `moeserve run`: batch-1 decode tokens/s (its own stderr report) on the
+     benchmark model with all cores;
+  2. `moeserve local` with 1, 2 and 4 workers (the cores divided among them):
+     batch-1 decode tokens/s seen by a streaming gRPC client (first token to
+     last), batch-8 throughput, and the share of the workers' step time spent
+     in the MoE all-to-alls (GetStatus);
+  3. the router's CPU time per streamed token (utime + stime from /proc,
+     before and after streaming 8 x 250 tokens from a tiny fixture, where the
+     token rate is highest).
+
+    bazel build -c opt //tools:moeserve //proto:py_stubs
+    /usr/bin/python3 bench/make_bench_model.py /tmp/moeserve-bench-model
+    MOESERVE_BIN=bazel-bin/tools/moeserve /usr/bin/python3 bench/cluster_bench.py \
+        --model /tmp/moeserve-bench-model
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import cluster_util  # noqa: E402
+from cluster_util import BIN, Cluster, inference_pb2  # noqa: E402
+
+PROMPT = list(range(10, 26))
+
+
+def run_tok_s(model, tokens, threads):
+    p = subprocess.run([BIN, "run", "--model", model, "--prompt-ids",
+                        ",".join(map(str, PROMPT)), "--max-tokens", str(tokens),
+                        "--ignore-eos", "--threads", str(threads)],
+                       capture_output=True, timeout=600)
+    m = re.search(r"([\d.]+) tokens/s after it", p.stderr.decode())
+    if not m:
+        raise RuntimeError(p.stderr.decode())
+    return float(m.group(1))
+
+
+def stream_tok_s(cluster, tokens):
+    """Decode tokens/s of one stream: tokens after the first / time after the first."""
+    first = last = None
+    n = 0
+    for chunk in cluster.stub.Generate(inference_pb2.GenerateRequest(
+            token_ids=inference_pb2.TokenIds(ids=PROMPT), max_tokens=tokens, ignore_eos=True),
+            timeout=600):
+        now = time.perf_counter()
+        if first is None and chunk.token_ids:
+            first, n = now, len(chunk.token_ids) - 1
+            continue
+        n += len(chunk.token_ids)
+        last = now
+    return n / (last - first)
+
+
+def batch_tok_s(cluster, tokens, streams):
+    done = []
+
+    def one(i):
+        toks, _, _ = cluster.generate(token_ids=inference_pb2.TokenIds(ids=[i + 3] + PROMPT),
+                                      max_tokens=tokens, ignore_eos=True, timeout=600)
+        done.append(len(toks))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0)
+
+
+def router_pid(cluster):
+    for pid in cluster.child_pids():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"\0router\0" in f.read():
+                return pid
+    raise RuntimeError("router not found")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", default="1,2,4")
+    p.add_argument("--router-fixture", default="tests/fixtures/qwen3_moe_f32")
+    a = p.parse_args()
+    cores = os.cpu_count()
+    print(f"machine: {cores} cores; model {a.model}; {a.tokens} tokens after a "
+          f"{len(PROMPT)}-token prompt; median of {a.repeats}")
+
+    rows = []
+    run_rates = []
+    for n in [int(x) for x in a.workers.split(",")]:
+        # `moeserve run` measured again before each cluster: the host drifts.
+        run_rate = statistics.median(run_tok_s(a.model, a.tokens, cores)
+                                     for _ in range(a.repeats))
+        run_rates.append(run_rate)
+        with Cluster(a.model, n, timeout=600, threads=max(1, cores // n)) as c:
+            stream_tok_s(c, 8)  # warm-up
+            rate = statistics.median(stream_tok_s(c, a.tokens) for _ in range(a.repeats))
+            batch = batch_tok_s(c, a.tokens, 8)
+            shares = []
+            for r in range(n):
+                st = c.worker_status(r)
+                shares.append(st.all_to_all_seconds / st.step_seconds if st.step_seconds else 0)
+        rows.append((n, run_rate, rate, batch, shares))
+        print(f"workers={n}: run {run_rate:.1f} tok/s | cluster batch-1 {rate:.1f} tok/s "
+              f"({100 * rate / run_rate:.0f}% of run) | batch-8 {batch:.1f} tok/s | "
+              f"all-to-all share of step per rank "
+              f"{', '.join(f'{100 * s:.1f}%' for s in shares)}", flush=True)
+
+    # Router CPU per streamed token.
+    with Cluster(a.router_fixture, 1) as c:
+        pid = router_pid(c)
+        batch_tok_s(c, 20, 8)  # warm-up
+        before = cpu_seconds(pid)
+        t0 = time.perf_counter()
+        streamed = 0
+        for _ in range(3):
+            batch_tok_s(c, 250, 8)
+            streamed += 8 * 250
+        wall = time.perf_counter() - t0
+        after = cpu_seconds(pid)
+    us = 1e6 * (after - before) / streamed
+    print(f"router: {streamed} tokens streamed in {wall:.2f} s ({streamed / wall:.0f} tok/s); "
+          f"router CPU {after - before:.3f} s = {us:.1f} us per streamed token")
+
+    print("\n| workers | run tok/s | cluster batch-1 tok/s | cluster / run | cluster batch-8 tok/s"
+          " | all-to-all share of step |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for n, run_rate, rate, batch, shares in rows:
+        print(f"| {n} | {run_rate:.1f} | {rate:.1f} | {100 * rate / run_rate:.0f}% | {batch:.1f} "
+              f"| {', '.join(f'{100 * s:.1f}%' for s in shares)} |")
+
+
+if __name__ == "__main__":
+    main()

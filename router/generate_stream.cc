@@ -1,0 +1,177 @@
+#include "router/generate_stream.h"
+
+#include <string>
+#include <utility>
+
+namespace moeserve {
+namespace router {
+namespace {
+
+class StreamReactor : public GenerateReactor {
+ public:
+  explicit StreamReactor(std::shared_ptr<GenerateStream> stream) : stream_(std::move(stream)) {}
+  void OnWriteDone(bool ok) override { stream_->OnWriteDone(ok); }
+  void OnCancel() override { stream_->OnCancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::shared_ptr<GenerateStream> stream_;
+};
+
+class RejectReactor : public GenerateReactor {
+ public:
+  explicit RejectReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+v1::FinishReason PublicReason(internal::v1::FinishReason reason) {
+  switch (reason) {
+    case internal::v1::FINISH_REASON_STOP:
+      return v1::FINISH_REASON_STOP;
+    case internal::v1::FINISH_REASON_LENGTH:
+      return v1::FINISH_REASON_LENGTH;
+    default:
+      return v1::FINISH_REASON_UNSPECIFIED;
+  }
+}
+
+grpc::Status ErrorStatus(const internal::v1::Terminal& t) {
+  const bool known = t.code() > 0 && t.code() <= grpc::StatusCode::UNAUTHENTICATED;
+  const grpc::StatusCode code =
+      known ? static_cast<grpc::StatusCode>(t.code()) : grpc::StatusCode::UNKNOWN;
+  std::string message = t.message();
+  if (message.empty())
+    message = "the worker ended the request with code " + std::to_string(t.code());
+  return grpc::Status(code, message);
+}
+
+}  // namespace
+
+GenerateReactor* GenerateStream::Start(WorkerPool* pool, const Tokenizer* tokenizer,
+                                       internal::v1::Submit submit) {
+  auto stream = std::make_shared<GenerateStream>(pool, tokenizer, submit.prompt());
+  auto* reactor = new StreamReactor(stream);
+  {
+    absl::MutexLock lock(&stream->mu_);
+    stream->reactor_ = reactor;
+  }
+  absl::StatusOr<WorkerPool::Ticket> ticket = pool->Submit(std::move(submit), stream);
+  if (ticket.ok()) {
+    stream->SetTicket(*std::move(ticket));
+  } else {
+    absl::MutexLock lock(&stream->mu_);
+    if (!stream->ended_) {
+      stream->ended_ = true;
+      stream->error_ = grpc::Status(static_cast<grpc::StatusCode>(ticket.status().code()),
+                                    std::string(ticket.status().message()));
+      stream->MaybeWriteLocked();
+    }
+  }
+  return reactor;
+}
+
+GenerateReactor* GenerateStream::Reject(const grpc::Status& status) {
+  return new RejectReactor(status);
+}
+
+GenerateStream::GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer,
+                               absl::Span<const int32_t> prompt)
+    : pool_(pool), prompt_tokens_(static_cast<uint32_t>(prompt.size())) {
+  if (tokenizer != nullptr) decoder_.emplace(tokenizer, /*skip_special_tokens=*/true, prompt);
+}
+
+void GenerateStream::SetTicket(WorkerPool::Ticket ticket) {
+  bool abort;
+  {
+    absl::MutexLock lock(&mu_);
+    ticket_ = ticket;
+    abort = abort_wanted_;
+  }
+  if (abort) pool_->Abort(ticket);
+}
+
+void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
+                              const internal::v1::Terminal* terminal) {
+  absl::MutexLock lock(&mu_);
+  if (ended_) return;
+  pending_.insert(pending_.end(), token_ids.begin(), token_ids.end());
+  completion_tokens_ += token_ids.size();
+  if (terminal != nullptr) {
+    ended_ = true;
+    if (terminal->code() == 0) {
+      v1::Finish finish;
+      finish.set_reason(PublicReason(terminal->finish_reason()));
+      // Usage is what this call submitted and streamed (the worker's own
+      // counts in the Terminal say the same when all is well).
+      finish.mutable_usage()->set_prompt_tokens(prompt_tokens_);
+      finish.mutable_usage()->set_completion_tokens(completion_tokens_);
+      finish_ = std::move(finish);
+    } else {
+      error_ = ErrorStatus(*terminal);
+    }
+  }
+  MaybeWriteLocked();
+}
+
+void GenerateStream::MaybeWriteLocked() {
+  if (reactor_ == nullptr || write_in_flight_) return;
+  if (error_) {
+    reactor_->Finish(*error_);
+    reactor_ = nullptr;
+    return;
+  }
+  if (pending_.empty() && !finish_) return;
+  out_.Clear();
+  out_.mutable_token_ids()->Add(pending_.begin(), pending_.end());
+  if (decoder_) {
+    std::string text;
+    for (int32_t id : pending_) text += decoder_->Append(id);
+    if (finish_) text += decoder_->Flush();
+    out_.set_text(std::move(text));
+  }
+  pending_.clear();
+  if (finish_) {
+    *out_.mutable_finish() = *finish_;
+    reactor_->StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
+    reactor_ = nullptr;
+    return;
+  }
+  write_in_flight_ = true;
+  reactor_->StartWrite(&out_);
+}
+
+bool GenerateStream::CancelLocked(const char* why) {
+  const bool tell_worker = !ended_;
+  ended_ = true;
+  // Whatever was still to be sent (even a finish) cannot reach the client.
+  if (reactor_ != nullptr) error_ = grpc::Status(grpc::StatusCode::CANCELLED, why);
+  if (tell_worker && !ticket_) abort_wanted_ = true;
+  MaybeWriteLocked();
+  return tell_worker && ticket_.has_value();
+}
+
+void GenerateStream::OnWriteDone(bool ok) {
+  std::optional<WorkerPool::Ticket> abort;
+  {
+    absl::MutexLock lock(&mu_);
+    write_in_flight_ = false;
+    if (!ok) {
+      if (CancelLocked("the response stream broke")) abort = ticket_;
+    } else {
+      MaybeWriteLocked();
+    }
+  }
+  if (abort) pool_->Abort(*abort);
+}
+
+void GenerateStream::OnCancel() {
+  std::optional<WorkerPool::Ticket> abort;
+  {
+    absl::MutexLock lock(&mu_);
+    if (CancelLocked("the call was cancelled")) abort = ticket_;
+  }
+  if (abort) pool_->Abort(*abort);
+}
+
+}  // namespace router
+}  // namespace moeserve

@@ -1,0 +1,43 @@
+#include "router/inference_service.h"
+
+#include <utility>
+
+#include "router/generate_stream.h"
+#include "router/status_convert.h"
+
+namespace moeserve {
+namespace router {
+
+InferenceService::InferenceService(const RequestBuilder* builder, WorkerPool* pool,
+                                   std::string model_name)
+    : builder_(builder), pool_(pool) {
+  const ModelConfig& c = builder_->config();
+  info_.set_name(std::move(model_name));
+  info_.set_architecture(c.architecture_name);
+  info_.set_context_length(c.max_position_embeddings);
+  info_.set_vocab_size(c.vocab_size);
+  info_.set_num_experts(c.num_experts);
+  info_.set_experts_per_token(c.top_k);
+  info_.set_num_layers(c.num_layers);
+  info_.set_hidden_size(c.hidden_size);
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
+    grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
+  absl::StatusOr<internal::v1::Submit> submit = builder_->Build(*request);
+  if (!submit.ok()) return GenerateStream::Reject(ToGrpcStatus(submit.status()));
+  return GenerateStream::Start(pool_, builder_->tokenizer(), *std::move(submit));
+}
+
+grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                         const v1::GetModelInfoRequest* /*request*/,
+                                                         v1::ModelInfo* response) {
+  *response = info_;
+  response->set_world_size(pool_->state().world_size);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace router
+}  // namespace moeserve

@@ -1,0 +1,167 @@
+#include "router/request_builder.h"
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace moeserve {
+namespace router {
+namespace {
+
+bool KnownRole(const std::string& role) {
+  return role == "system" || role == "user" || role == "assistant";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RequestBuilder>> RequestBuilder::Create(
+    ModelConfig config, TextFiles text, const std::string& chat_format_flag,
+    std::string model_name) {
+  std::unique_ptr<RequestBuilder> b(
+      new RequestBuilder(std::move(config), std::move(text), std::move(model_name)));
+  if (!chat_format_flag.empty()) {
+    auto format = ParseChatFormat(chat_format_flag);
+    if (!format.ok()) return format.status();
+    b->chat_format_ = *format;
+  } else if (!b->text_.config.chat_template) {
+    b->chat_status_ = absl::FailedPreconditionError(absl::StrCat(
+        "model ", b->model_name_,
+        " has no chat_template in tokenizer_config.json and the router was started without "
+        "--chat-format: send text or token_ids, or restart it with "
+        "--chat-format=chatml|qwen3|llama2|mistral"));
+  } else {
+    auto format = DetectChatFormat(*b->text_.config.chat_template);
+    if (format.ok()) {
+      b->chat_format_ = *format;
+    } else {
+      b->chat_status_ = absl::FailedPreconditionError(
+          absl::StrCat("model ", b->model_name_, ": ", format.status().message()));
+    }
+  }
+  return b;
+}
+
+RequestBuilder::RequestBuilder(ModelConfig config, TextFiles text, std::string model_name)
+    : config_(std::move(config)), text_(std::move(text)), model_name_(std::move(model_name)) {
+  if (text_.tokenizer && text_.config.eos_token) {
+    eos_id_ = text_.tokenizer->TokenToId(*text_.config.eos_token);
+  }
+}
+
+absl::Status RequestBuilder::NeedTokenizer(const char* kind) const {
+  if (text_.tokenizer) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("model ", model_name_, " has no tokenizer.json, so a ", kind,
+                   " prompt cannot be tokenized: send the prompt as token_ids"));
+}
+
+absl::Status RequestBuilder::CheckId(int32_t id, const std::string& field) const {
+  if (id >= 0 && id < config_.vocab_size) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, " is ", id, ", outside the model's vocabulary [0, ", config_.vocab_size, ")"));
+}
+
+absl::StatusOr<std::vector<int32_t>> RequestBuilder::BuildChatPrompt(
+    const v1::ChatMessages& chat) const {
+  if (absl::Status s = NeedTokenizer("chat"); !s.ok()) return s;
+  if (chat.messages().empty()) return absl::InvalidArgumentError("chat.messages is empty");
+  std::vector<ChatMessage> messages;
+  messages.reserve(chat.messages_size());
+  for (int i = 0; i < chat.messages_size(); ++i) {
+    const v1::ChatMessage& m = chat.messages(i);
+    const std::string field = absl::StrCat("chat.messages[", i, "].role");
+    if (m.role().empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is empty"));
+    if (!KnownRole(m.role())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " is '", m.role(), "'; it must be one of system, user, assistant"));
+    }
+    messages.push_back({m.role(), m.content(), std::nullopt});
+  }
+  if (!chat_status_.ok()) return chat_status_;
+  auto rendered = RenderChat(chat_format_, messages, !chat.no_generation_prompt(), text_.config);
+  if (!rendered.ok()) {
+    return absl::Status(rendered.status().code(),
+                        absl::StrCat("chat: ", rendered.status().message()));
+  }
+  // The template holds the special tokens already, as with HF's
+  // apply_chat_template(tokenize=True).
+  return text_.tokenizer->Encode(*rendered, /*add_special_tokens=*/false);
+}
+
+absl::StatusOr<std::vector<int32_t>> RequestBuilder::BuildPrompt(
+    const v1::GenerateRequest& request) const {
+  switch (request.prompt_case()) {
+    case v1::GenerateRequest::kText:
+      if (request.text().empty()) return absl::InvalidArgumentError("text is empty");
+      if (absl::Status s = NeedTokenizer("text"); !s.ok()) return s;
+      return text_.tokenizer->Encode(request.text(), /*add_special_tokens=*/true);
+    case v1::GenerateRequest::kTokenIds: {
+      const auto& ids = request.token_ids().ids();
+      if (ids.empty()) return absl::InvalidArgumentError("token_ids.ids is empty");
+      for (int i = 0; i < ids.size(); ++i) {
+        if (absl::Status s = CheckId(ids[i], absl::StrCat("token_ids.ids[", i, "]")); !s.ok()) {
+          return s;
+        }
+      }
+      return std::vector<int32_t>(ids.begin(), ids.end());
+    }
+    case v1::GenerateRequest::kChat:
+      return BuildChatPrompt(request.chat());
+    case v1::GenerateRequest::PROMPT_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("prompt is not set: give one of text, token_ids or chat");
+}
+
+absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
+    const v1::GenerateRequest& request) const {
+  const float temperature = request.sampling().temperature();
+  if (!std::isfinite(temperature) || temperature < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.temperature must be a finite number >= 0, got ", temperature));
+  }
+  for (int i = 0; i < request.stop_token_ids_size(); ++i) {
+    if (absl::Status s =
+            CheckId(request.stop_token_ids(i), absl::StrCat("stop_token_ids[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto prompt = BuildPrompt(request);
+  if (!prompt.ok()) return prompt.status();
+  if (prompt->empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  if (request.prompt_case() != v1::GenerateRequest::kTokenIds) {
+    // A tokenizer that does not match config.json could still give bad ids.
+    for (size_t i = 0; i < prompt->size(); ++i) {
+      if (absl::Status s = CheckId((*prompt)[i], absl::StrCat("the tokenized prompt's id ", i));
+          !s.ok()) {
+        return absl::FailedPreconditionError(s.message());
+      }
+    }
+  }
+  const uint32_t max_tokens = request.max_tokens() == 0 ? kDefaultMaxTokens : request.max_tokens();
+  const uint64_t needed = static_cast<uint64_t>(prompt->size()) + max_tokens;
+  const int context = config_.max_position_embeddings;
+  if (context > 0 && needed > static_cast<uint64_t>(context)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_tokens: the prompt (", prompt->size(), " tokens) plus max_tokens (", max_tokens,
+        ") is ", needed, ", beyond the model's context length of ", context, " tokens"));
+  }
+
+  internal::v1::Submit submit;
+  submit.mutable_prompt()->Add(prompt->begin(), prompt->end());
+  submit.set_max_tokens(max_tokens);
+  submit.mutable_sampling()->set_temperature(temperature);
+  submit.mutable_sampling()->set_seed(request.sampling().seed());
+  submit.mutable_stop_token_ids()->CopyFrom(request.stop_token_ids());
+  // Stop on the tokenizer's EOS too, as `moeserve run` and vLLM do (chat
+  // models end their turn with it).
+  if (eos_id_ && !request.ignore_eos()) submit.add_stop_token_ids(*eos_id_);
+  submit.set_ignore_eos(request.ignore_eos());
+  return submit;
+}
+
+}  // namespace router
+}  // namespace moeserve

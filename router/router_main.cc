@@ -1,0 +1,213 @@
+// moeserve-router: the public face of a moeserve cluster.
+//
+//   moeserve-router --listen 0.0.0.0:50051 --model /models/Qwen3-30B-A3B
+//       --workers worker-0:7000,worker-1:7000
+//
+// Serves moeserve.v1.Inference, grpc.health.v1.Health (NOT_SERVING until
+// every worker has sent Welcome, and again while one is lost) and server
+// reflection. Prints one line when it is listening and every worker is
+// connected:
+//   moeserve-router ready grpc=HOST:PORT workers=N
+// SIGINT/SIGTERM: health turns NOT_SERVING, new calls are refused, calls in
+// flight get a short grace period, then the process exits 0.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/cli_flags.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "model/config.h"
+#include "router/grpc_worker_connection.h"
+#include "router/inference_service.h"
+#include "router/router_main.h"
+#include "router/request_builder.h"
+#include "router/worker_discovery.h"
+#include "router/worker_pool.h"
+#include "tools/model_files.h"
+
+namespace moeserve {
+namespace router {
+namespace {
+
+constexpr auto kShutdownGrace = std::chrono::seconds(2);
+constexpr absl::Duration kResolveEvery = absl::Seconds(5);
+constexpr const char* kServiceName = "moeserve.v1.Inference";
+
+int Fail(const absl::Status& s, int code = 1) {
+  std::fprintf(stderr, "moeserve-router: %s\n", std::string(s.message()).c_str());
+  return code;
+}
+
+std::string BaseName(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string DefaultRouterId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat(host[0] ? host : "router", ":", getpid());
+}
+
+// Health and the ready line follow the pool's state.
+class Readiness {
+ public:
+  void OnPoolChange(const WorkerPool::State& s) {
+    absl::MutexLock lock(&mu_);
+    state_ = s;
+    ApplyLocked();
+  }
+  void ServerStarted(grpc::HealthCheckServiceInterface* health, std::string address) {
+    absl::MutexLock lock(&mu_);
+    health_ = health;
+    address_ = std::move(address);
+    ApplyLocked();
+  }
+  void ShuttingDown() {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (health_ != nullptr) health_->SetServingStatus(false);
+  }
+
+ private:
+  void ApplyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (health_ == nullptr || stopping_) return;
+    const bool serving = state_.serving();
+    health_->SetServingStatus("", serving);
+    health_->SetServingStatus(kServiceName, serving);
+    if (serving && !printed_) {
+      printed_ = true;
+      std::printf("moeserve-router ready grpc=%s workers=%d\n", address_.c_str(), state_.workers);
+      std::fflush(stdout);
+    }
+  }
+
+  absl::Mutex mu_;
+  WorkerPool::State state_ ABSL_GUARDED_BY(mu_);
+  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string address_ ABSL_GUARDED_BY(mu_);
+  bool printed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+int RouterMain(int argc, char** argv, int first) {
+  std::string listen = "0.0.0.0:50051", workers_flag, model, chat_format;
+  std::string router_id = DefaultRouterId();
+  FlagSet flags("moeserve-router",
+                "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
+                "tokenize, validate, place each request on the least-loaded worker, stream "
+                "the tokens back as text.");
+  flags.String("listen", &listen, "ADDR", "gRPC address to serve on (port 0: any free port).");
+  flags.String("workers", &workers_flag, "HOST:PORT,...",
+               "Worker addresses (required); a single name is resolved to all its addresses "
+               "and followed (Kubernetes headless Service).");
+  flags.String("model", &model, "DIR",
+               "Checkpoint directory (required): config.json, and tokenizer.json / "
+               "tokenizer_config.json for text and chat prompts. No weights are read.");
+  flags.String("chat-format", &chat_format, "NAME",
+               "Chat format instead of recognising the chat template: chatml, qwen3, llama2, "
+               "mistral.");
+  flags.String("router-id", &router_id, "ID", "This router's name in the workers' logs.");
+  if (absl::Status s = flags.Parse(argc, argv, first); !s.ok()) return Fail(s, 2);
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    return Fail(absl::InvalidArgumentError(
+                    absl::StrCat("unexpected argument '", flags.positional()[0], "'")),
+                2);
+  }
+  if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"), 2);
+  auto workers = ParseWorkerList(workers_flag);
+  if (!workers.ok()) return Fail(workers.status(), 2);
+  std::string listen_host, listen_port;
+  if (absl::Status s = SplitHostPort(listen, &listen_host, &listen_port); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--listen: ", s.message())), 2);
+  }
+
+  // Debian's Abseil checks lock order on every nested acquisition (gRPC's
+  // own mutexes nest under ours in StartWrite): a cost per token we skip.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+
+  // Signals are taken by sigwait below; every thread started from here on
+  // inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto config = LoadModelConfig(model);
+  if (!config.ok()) return Fail(config.status());
+  auto text = LoadTextFiles(model);
+  if (!text.ok()) return Fail(text.status());
+  const std::string model_name = BaseName(model);
+  auto builder =
+      RequestBuilder::Create(*std::move(config), *std::move(text), chat_format, model_name);
+  if (!builder.ok()) return Fail(builder.status(), 2);
+  if ((*builder)->tokenizer() == nullptr) {
+    std::fprintf(stderr, "moeserve-router: %s has no tokenizer.json: only token_ids prompts\n",
+                 model.c_str());
+  } else if (!(*builder)->chat_status().ok()) {
+    std::fprintf(stderr, "moeserve-router: chat prompts are off: %s\n",
+                 std::string((*builder)->chat_status().message()).c_str());
+  }
+
+  Readiness readiness;
+  WorkerPool pool([&readiness](const WorkerPool::State& s) { readiness.OnPoolChange(s); });
+  InferenceService service(builder->get(), &pool, model_name);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder server_builder;
+  int port = 0;
+  server_builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  server_builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = server_builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus("", false);
+  health->SetServingStatus(kServiceName, false);
+  readiness.ServerStarted(health, JoinHostPort(listen_host, std::to_string(port)));
+
+  WorkerDiscovery discovery(
+      *workers, SystemResolver(),
+      [&router_id](const std::string& address) {
+        return std::make_unique<GrpcWorkerConnection>(address, router_id);
+      },
+      &pool);
+  if (absl::Status s = discovery.Refresh(); !s.ok()) {
+    std::fprintf(stderr, "moeserve-router: worker discovery: %s (retrying)\n",
+                 s.ToString().c_str());
+  }
+  if (discovery.dns_mode()) discovery.Start(kResolveEvery);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "moeserve-router: %s: shutting down\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  readiness.ShuttingDown();
+  server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+  discovery.Stop();
+  pool.Shutdown();
+  return 0;
+}
+
+}  // namespace router
+}  // namespace moeserve
+

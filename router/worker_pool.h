@@ -1,0 +1,155 @@
+// WorkerPool: the router's view of the worker group. It owns one
+// WorkerConnection per worker, places each request on the connected worker
+// with the least outstanding work (router/placement.h), and routes what the
+// workers send back to each request's RequestSink.
+//
+//   WorkerPool pool([](const WorkerPool::State& s) { health.Set(s.serving()); });
+//   pool.AddWorker(std::make_unique<GrpcWorkerConnection>(addr, "router-1"));
+//   auto ticket = pool.Submit(std::move(submit), sink);  // sink gets the output
+//   pool.Abort(*ticket);                                  // client went away
+//
+// Lifetimes and threads: request bookkeeping sits under one mutex held only
+// for map lookups; sinks are called outside it, on the connection's reader
+// thread (tokens, terminals, worker loss) or on the caller's thread. The
+// pool keeps a shared_ptr to each sink until its terminal has been
+// delivered or it is aborted, so a sink never dies while it is being called.
+// Every request accepted by Submit gets exactly one terminal through its
+// sink, unless Abort() removes it first:
+//   - the worker's Terminal (OK or an error code), or
+//   - UNAVAILABLE "worker HOST:PORT (rank R) lost: ..." when its stream ends,
+//   - UNAVAILABLE "the router is shutting down" from Shutdown().
+#ifndef MOESERVE_ROUTER_WORKER_POOL_H_
+#define MOESERVE_ROUTER_WORKER_POOL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "router/placement.h"
+#include "router/worker_connection.h"
+
+namespace moeserve {
+namespace router {
+
+struct WorkerSlot;
+
+// Where one request's output goes.
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  // New tokens (possibly none) and, on the last call only, the terminal.
+  // Calls for one request are never concurrent.
+  virtual void OnOutput(absl::Span<const int32_t> token_ids,
+                        const internal::v1::Terminal* terminal) = 0;
+};
+
+class WorkerPool {
+ public:
+  struct State {
+    int workers = 0;     // known addresses
+    int connected = 0;   // of which Welcomed
+    int world_size = 0;  // from the latest Welcome (0 before any)
+    // Every known worker is connected (and there is at least one).
+    bool serving() const { return workers > 0 && connected == workers; }
+    bool operator==(const State& o) const {
+      return workers == o.workers && connected == o.connected && world_size == o.world_size;
+    }
+    bool operator!=(const State& o) const { return !(*this == o); }
+  };
+  // Called whenever State changes, one call at a time, latest state last;
+  // from whichever thread caused the change. Must not call back into the
+  // pool except state().
+  using StateCallback = std::function<void(const State&)>;
+
+  // What Abort needs to find a request again.
+  struct Ticket {
+    uint64_t request_id = 0;
+    std::shared_ptr<WorkerSlot> slot;
+  };
+
+  explicit WorkerPool(StateCallback on_change = nullptr);
+  ~WorkerPool();  // Shutdown()
+
+  // Takes `connection` and starts it. Addresses are unique: a second
+  // connection to a known address is dropped.
+  void AddWorker(std::unique_ptr<WorkerConnection> connection);
+  // Shuts down and forgets the worker at `address` (its requests, if any,
+  // end with UNAVAILABLE).
+  void RemoveWorker(const std::string& address);
+  std::vector<std::string> addresses() const;
+  // Whether the worker at `address` is known and Welcomed.
+  bool connected(const std::string& address) const;
+
+  // Places `submit` (its request_id is assigned here) on the least-loaded
+  // connected worker. OK: `sink` gets exactly one terminal unless Abort()
+  // comes first (it may have got it already). Error (UNAVAILABLE when no
+  // worker is connected or the write failed): `sink` is never called.
+  absl::StatusOr<Ticket> Submit(internal::v1::Submit submit, std::shared_ptr<RequestSink> sink);
+  // Forgets the request (its sink gets nothing more) and, if it was still
+  // running, sends Abort to its worker. Any later output for it is dropped.
+  void Abort(const Ticket& ticket);
+
+  // Closes every connection; requests still running end with UNAVAILABLE.
+  void Shutdown();
+
+  State state() const;
+  size_t active_requests() const;  // requests whose terminal is still due
+
+ private:
+  friend struct WorkerSlot;
+  void OnConnected(WorkerSlot* slot, uint64_t session, uint64_t epoch,
+                   const internal::v1::Welcome& welcome);
+  void OnTokens(WorkerSlot* slot, uint64_t session, const internal::v1::TokenBatch& batch);
+  void OnLoad(WorkerSlot* slot, uint64_t session, const internal::v1::LoadReport& load);
+  void OnDisconnected(WorkerSlot* slot, uint64_t session, const absl::Status& status);
+  // Ends every request of `slot` with UNAVAILABLE `message`.
+  void FailAll(WorkerSlot* slot, const std::string& message);
+  void NotifyChange();
+
+  const StateCallback on_change_;
+  absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  State last_notified_ ABSL_GUARDED_BY(notify_mu_);
+
+  mutable absl::Mutex mu_;
+  std::vector<std::shared_ptr<WorkerSlot>> slots_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int world_size_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One worker: its connection and the pool's bookkeeping for it (guarded by
+// the pool's mutex). Public only so that Ticket can name it.
+struct WorkerSlot : public WorkerConnection::Listener {
+  WorkerPool* pool = nullptr;
+  std::unique_ptr<WorkerConnection> connection;
+  std::string address;
+
+  // Guarded by pool->mu_.
+  uint64_t session = 0;  // 0: not connected
+  uint32_t rank = 0;
+  WorkerLoad load;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<RequestSink>> requests;
+
+  void OnConnected(uint64_t s, uint64_t epoch, const internal::v1::Welcome& w) override {
+    pool->OnConnected(this, s, epoch, w);
+  }
+  void OnTokens(uint64_t s, const internal::v1::TokenBatch& b) override {
+    pool->OnTokens(this, s, b);
+  }
+  void OnLoad(uint64_t s, const internal::v1::LoadReport& l) override { pool->OnLoad(this, s, l); }
+  void OnDisconnected(uint64_t s, const absl::Status& status) override {
+    pool->OnDisconnected(this, s, status);
+  }
+};
+
+}  // namespace router
+}  // namespace moeserve
+
+#endif  // MOESERVE_ROUTER_WORKER_POOL_H_

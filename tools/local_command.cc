@@ -1,0 +1,201 @@
+// `moeserve local`: a whole cluster on this machine. Starts N workers and a
+// router as child processes of this binary (`moeserve worker` / `moeserve
+// router`) on loopback, prints `moeserve ready grpc=HOST:PORT` when the
+// group has formed and every weight is loaded, and on SIGINT/SIGTERM stops
+// them all (router first, so clients get clean endings), leaving no orphan:
+// every child is in its own process group with SIGTERM as its
+// parent-death signal.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/cli_flags.h"
+#include "tools/child_process.h"
+#include "tools/commands.h"
+
+namespace moeserve {
+namespace {
+
+struct LocalFlags {
+  std::string model;
+  int workers = 1;
+  int grpc_port = 50051;
+  std::string host = "127.0.0.1";
+  int threads_per_worker = 0;
+  std::string collective = "auto";
+  std::string chat_format;
+  int startup_timeout_s = 600;
+  int worker_timeout_s = 30;
+};
+
+std::string SelfExe() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, n) : "moeserve";
+}
+
+// The value of `key=` in a ready line.
+std::string Field(const std::string& line, const std::string& key) {
+  const std::string k = key + "=";
+  size_t at = line.find(" " + k);
+  if (at == std::string::npos) return "";
+  at += k.size() + 1;
+  return line.substr(at, line.find(' ', at) - at);
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "moeserve local: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int LocalCommand(int argc, char** argv) {
+  LocalFlags f;
+  FlagSet flags("moeserve local",
+                "Run a cluster on this machine: N expert-parallel workers and a router, on "
+                "loopback. Prints `moeserve ready grpc=HOST:PORT` when it can serve; stop it "
+                "with Ctrl-C or SIGTERM.");
+  flags.String("model", &f.model, "DIR", "Hugging Face checkpoint directory.");
+  flags.Int("workers", &f.workers, "N", "Worker processes (expert-parallel ranks).");
+  flags.Int("grpc-port", &f.grpc_port, "P", "The router's gRPC port (0: any free port).");
+  flags.String("host", &f.host, "HOST", "Address to serve on (loopback by default).");
+  flags.Int("threads-per-worker", &f.threads_per_worker, "N",
+            "CPU threads of each worker (0: the cores divided among the workers).");
+  flags.String("collective", &f.collective, "KIND", "Workers' collective: auto, gloo, local.");
+  flags.String("chat-format", &f.chat_format, "NAME",
+               "Chat format for the router instead of detecting the template.");
+  flags.Int("startup-timeout", &f.startup_timeout_s, "SECONDS",
+            "Longest wait for the cluster to become ready.");
+  flags.Int("worker-timeout", &f.worker_timeout_s, "SECONDS",
+            "Workers' collective timeout (a lost rank is noticed within it).");
+  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
+    std::fprintf(stderr, "moeserve local: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (f.model.empty()) {
+    std::fprintf(stderr, "moeserve local: --model DIR is required\n");
+    return 2;
+  }
+  if (f.workers < 1 || f.workers > 64) {
+    std::fprintf(stderr, "moeserve local: --workers must be in [1, 64], got %d\n", f.workers);
+    return 2;
+  }
+  if (f.grpc_port < 0 || f.grpc_port > 65535) {
+    std::fprintf(stderr, "moeserve local: --grpc-port must be in [0, 65535]\n");
+    return 2;
+  }
+  int threads = f.threads_per_worker;
+  if (threads <= 0) {
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / f.workers);
+  }
+
+  // SIGINT/SIGTERM are taken with sigwait; children get a clean mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto interrupted = [&] {
+    timespec zero{0, 0};
+    return sigtimedwait(&stop_signals, nullptr, &zero) > 0;
+  };
+
+  const std::string exe = SelfExe();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(f.startup_timeout_s);
+  std::vector<std::unique_ptr<ChildProcess>> workers;
+  std::unique_ptr<ChildProcess> router;
+  auto stop_all = [&] {
+    if (router) router->Stop(std::chrono::seconds(10));
+    for (auto& w : workers) ::kill(w->pid(), SIGTERM);
+    for (auto& w : workers) w->Stop(std::chrono::seconds(10));
+  };
+  auto startup_failed = [&](const absl::Status& s) {
+    stop_all();
+    if (s.code() == absl::StatusCode::kCancelled) return 0;  // Ctrl-C while starting
+    return Fail(std::string(s.message()));
+  };
+
+  std::string coordinator;
+  std::vector<std::string> addresses;
+  for (int rank = 0; rank < f.workers; ++rank) {
+    std::vector<std::string> args = {exe,
+                                     "worker",
+                                     "--rank=" + std::to_string(rank),
+                                     "--world-size=" + std::to_string(f.workers),
+                                     "--model=" + f.model,
+                                     "--listen=" + f.host + ":0",
+                                     "--threads=" + std::to_string(threads),
+                                     "--collective=" + f.collective,
+                                     "--timeout=" + std::to_string(f.worker_timeout_s),
+                                     "--coordinator=" +
+                                         (rank == 0 ? f.host + ":0" : coordinator)};
+    auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), args);
+    if (!child.ok()) return startup_failed(child.status());
+    workers.push_back(std::move(*child));
+    if (rank == 0 && f.workers > 1) {
+      auto line = workers[0]->WaitForLine("moeserve-worker rank=0 coordinator=", deadline,
+                                          interrupted);
+      if (!line.ok()) return startup_failed(line.status());
+      coordinator = line->substr(line->find("coordinator=") + 12);
+    }
+  }
+  for (auto& w : workers) {
+    auto line = w->WaitForLine("moeserve-worker ready", deadline, interrupted);
+    if (!line.ok()) return startup_failed(line.status());
+    addresses.push_back(Field(*line, "listen"));
+    std::fprintf(stderr, "moeserve local: %s\n", line->c_str());
+  }
+
+  std::vector<std::string> router_args = {exe, "router",
+                                          "--listen=" + f.host + ":" + std::to_string(f.grpc_port),
+                                          "--workers=" + absl::StrJoin(addresses, ","),
+                                          "--model=" + f.model};
+  if (!f.chat_format.empty()) router_args.push_back("--chat-format=" + f.chat_format);
+  auto child = ChildProcess::Spawn("router", router_args);
+  if (!child.ok()) return startup_failed(child.status());
+  router = std::move(*child);
+  auto line = router->WaitForLine("moeserve-router ready", deadline, interrupted);
+  if (!line.ok()) return startup_failed(line.status());
+  for (auto& w : workers) w->ForwardOutput();
+  router->ForwardOutput();
+  std::printf("moeserve ready grpc=%s\n", Field(*line, "grpc").c_str());
+  std::fflush(stdout);
+
+  // Serve until a signal, or until a child dies on its own.
+  while (true) {
+    timespec tick{0, 100 * 1000 * 1000};
+    if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) {
+      std::fprintf(stderr, "moeserve local: stopping\n");
+      stop_all();
+      return 0;
+    }
+    int status = 0;
+    ChildProcess* dead = nullptr;
+    if (router->Exited(&status)) dead = router.get();
+    for (auto& w : workers) {
+      if (!dead && w->Exited(&status)) dead = w.get();
+    }
+    if (dead) {
+      const std::string what = absl::StrCat(dead->name(), " exited (",
+                                            DescribeWaitStatus(status), "); stopping the rest");
+      stop_all();
+      return Fail(what);
+    }
+  }
+}
+
+}  // namespace moeserve
