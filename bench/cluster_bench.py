@@ -8,7 +8,7 @@
      last), batch-8 throughput, and the share of the workers' step time spent
      in the MoE all-to-alls (GetStatus);
   3. the router's CPU time per streamed token (utime + stime from /proc,
-     before and after streaming 8 x 250 tokens from a tiny fixture, where the
+     before and after streaming 3 x 8 x 200 tokens from a tiny fixture, where the
      token rate is highest).
 
     bazel build -c opt //tools:moeserve //proto:py_stubs
@@ -60,9 +60,15 @@ def stream_tok_s(cluster, tokens):
 
 
 def batch_tok_s(cluster, tokens, streams):
-    done = []
+    done, errors = [], []
 
     def one(i):
+        try:
+            one_stream(i)
+        except Exception as e:  # noqa: BLE001 - reported after the join
+            errors.append(e)
+
+    def one_stream(i):
         toks, _, _ = cluster.generate(token_ids=inference_pb2.TokenIds(ids=[i + 3] + PROMPT),
                                       max_tokens=tokens, ignore_eos=True, timeout=600)
         done.append(len(toks))
@@ -73,6 +79,8 @@ def batch_tok_s(cluster, tokens, streams):
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
     return sum(done) / (time.perf_counter() - t0)
 
 
@@ -117,11 +125,22 @@ def main():
             for r in range(n):
                 st = c.worker_status(r)
                 shares.append(st.all_to_all_seconds / st.step_seconds if st.step_seconds else 0)
-        rows.append((n, run_rate, rate, batch, shares))
+            # Wake-ups: 20 one-token requests, each on an idle group.
+            for _ in range(20):
+                time.sleep(0.05)
+                c.generate(token_ids=inference_pb2.TokenIds(ids=[7]), max_tokens=1,
+                           ignore_eos=True)
+            wakes = [c.worker_status(r) for r in range(n)]
+            count = sum(w.wakes_by_peer for w in wakes)
+            wake_mean = sum(w.wake_latency_seconds_sum for w in wakes) / count if count else 0
+            wake_max = max(w.wake_latency_seconds_max for w in wakes)
+        rows.append((n, run_rate, rate, batch, shares, wake_mean, wake_max))
         print(f"workers={n}: run {run_rate:.1f} tok/s | cluster batch-1 {rate:.1f} tok/s "
               f"({100 * rate / run_rate:.0f}% of run) | batch-8 {batch:.1f} tok/s | "
               f"all-to-all share of step per rank "
-              f"{', '.join(f'{100 * s:.1f}%' for s in shares)}", flush=True)
+              f"{', '.join(f'{100 * s:.1f}%' for s in shares)} | ring-to-wake mean "
+              f"{wake_mean * 1e6:.0f} us, max {wake_max * 1e6:.0f} us ({count} wakes)",
+              flush=True)
 
     # Router CPU per streamed token.
     with Cluster(a.router_fixture, 1) as c:
@@ -131,8 +150,8 @@ def main():
         t0 = time.perf_counter()
         streamed = 0
         for _ in range(3):
-            batch_tok_s(c, 250, 8)
-            streamed += 8 * 250
+            batch_tok_s(c, 200, 8)
+            streamed += 8 * 200
         wall = time.perf_counter() - t0
         after = cpu_seconds(pid)
     us = 1e6 * (after - before) / streamed
@@ -140,11 +159,12 @@ def main():
           f"router CPU {after - before:.3f} s = {us:.1f} us per streamed token")
 
     print("\n| workers | run tok/s | cluster batch-1 tok/s | cluster / run | cluster batch-8 tok/s"
-          " | all-to-all share of step |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for n, run_rate, rate, batch, shares in rows:
+          " | all-to-all share of step (per rank) | ring-to-wake mean / max |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for n, run_rate, rate, batch, shares, wake_mean, wake_max in rows:
         print(f"| {n} | {run_rate:.1f} | {rate:.1f} | {100 * rate / run_rate:.0f}% | {batch:.1f} "
-              f"| {', '.join(f'{100 * s:.1f}%' for s in shares)} |")
+              f"| {', '.join(f'{100 * s:.1f}%' for s in shares)} | "
+              + (f"{wake_mean * 1e6:.0f} / {wake_max * 1e6:.0f} us |" if n > 1 else "- |"))
 
 
 if __name__ == "__main__":

@@ -60,16 +60,36 @@ void GrpcWorkerConnection::Abort(uint64_t session, uint64_t request_id) {
 }
 
 bool GrpcWorkerConnection::Write(uint64_t session, RouterMessage* message) {
-  absl::MutexLock write_lock(&write_mu_);
-  Stream* stream;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stream_ == nullptr || session != session_) return false;
-    stream = stream_;
-    message->set_epoch(epoch_);
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr || session != session_ || writer_stop_) return false;
+  message->set_epoch(epoch_);
+  outbox_.push_back(std::move(*message));
+  return true;
+}
+
+void GrpcWorkerConnection::WriteLoop(Stream* stream, grpc::ClientContext* context) {
+  while (true) {
+    std::deque<RouterMessage> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](GrpcWorkerConnection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
+            return c->writer_stop_ || !c->outbox_.empty();
+          },
+          this));
+      if (outbox_.empty()) return;  // stopping, nothing left
+      batch.swap(outbox_);
+    }
+    for (const RouterMessage& m : batch) {
+      if (!stream->Write(m)) {
+        context->TryCancel();  // the reader sees the stream end
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(&writer_stop_));
+        outbox_.clear();
+        return;
+      }
+    }
   }
-  // stream_ is cleared only under write_mu_, so `stream` lives through this.
-  return stream->Write(*message);
 }
 
 bool GrpcWorkerConnection::SleepUnlessStopping(std::chrono::milliseconds d) {
@@ -124,6 +144,7 @@ bool GrpcWorkerConnection::RunOnce() {
       std::fprintf(stderr, "moeserve-router: worker %s connected: rank %u of %u, epoch %llu\n",
                    address_.c_str(), rank, message.welcome().world_size(),
                    static_cast<unsigned long long>(epoch));
+      std::thread writer([this, &stream, &context] { WriteLoop(stream.get(), &context); });
       listener_->OnConnected(session, epoch, message.welcome());
       while (stream->Read(&message)) {
         if (message.has_tokens()) {
@@ -133,15 +154,22 @@ bool GrpcWorkerConnection::RunOnce() {
         }
         // A second Welcome or an empty message changes nothing.
       }
+      {
+        absl::MutexLock lock(&mu_);
+        writer_stop_ = true;
+      }
+      context.TryCancel();  // unblocks a Write stuck on a dead stream
+      writer.join();
     } else {
       protocol_error = absl::InternalError("the worker's first message was not a Welcome");
       context.TryCancel();
     }
   }
   {
-    absl::MutexLock write_lock(&write_mu_);
     absl::MutexLock lock(&mu_);
     stream_ = nullptr;
+    outbox_.clear();
+    writer_stop_ = false;
   }
   const grpc::Status status = stream->Finish();
   {

@@ -9,7 +9,8 @@
 // up to `max_backoff` (reset by each Welcome). A worker that is still
 // forming its group ends the stream with UNAVAILABLE; that is just retried.
 //
-// Submit/Abort write on the caller's thread, serialized by a mutex (gRPC
+// Submit/Abort queue for a per-stream writer thread (never blocking the
+// caller; formerly they wrote on the caller's thread, serialized by a mutex (gRPC
 // allows one writer and one reader at a time on a stream). A write blocks
 // only while the transport's flow-control window is full; Shutdown() and a
 // broken stream unblock it.
@@ -22,6 +23,8 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include <deque>
+
 #include "absl/synchronization/mutex.h"
 #include "moeserve/internal/v1/worker.grpc.pb.h"
 #include "router/worker_connection.h"
@@ -53,8 +56,14 @@ class GrpcWorkerConnection : public WorkerConnection {
   void Run();
   // One stream from open to end. Returns true if it got as far as Welcome.
   bool RunOnce();
-  // Writes `message` (epoch stamped) if `session` is the open one.
+  // Queues `message` (epoch stamped) for the writer thread if `session` is
+  // the open one. Never blocks: Submit and Abort are called from gRPC
+  // callback threads (OnCancel among them), where a blocking gRPC call can
+  // deadlock the library.
   bool Write(uint64_t session, internal::v1::RouterMessage* message);
+  // The open session's writer thread: writes queued messages in order until
+  // the session ends; a failed write cancels the stream.
+  void WriteLoop(Stream* stream, grpc::ClientContext* context);
   // Sleeps up to `d`; false if Shutdown() came first.
   bool SleepUnlessStopping(std::chrono::milliseconds d);
   // Logs a failure to connect, once per distinct message.
@@ -69,7 +78,6 @@ class GrpcWorkerConnection : public WorkerConnection {
   std::thread thread_;
   std::string last_failure_;  // reader thread only
 
-  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one writer at a time
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;  // of the stream being tried
@@ -77,6 +85,8 @@ class GrpcWorkerConnection : public WorkerConnection {
   uint64_t session_ ABSL_GUARDED_BY(mu_) = 0;                    // of stream_
   uint64_t sessions_started_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<internal::v1::RouterMessage> outbox_ ABSL_GUARDED_BY(mu_);  // to stream_
+  bool writer_stop_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace router

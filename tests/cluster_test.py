@@ -212,6 +212,35 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(check(b"", timeout=10), b"\x08\x01")
             self.assertEqual(check(b"\x0a\x15moeserve.v1.Inference", timeout=10), b"\x08\x01")
 
+    def test_idle_workers_sleep_and_a_request_wakes_them(self):
+        with Cluster(f"{FIXTURES}/qwen3_moe_f32", WORKERS) as c:
+            c.generate(token_ids=inference_pb2.TokenIds(ids=[3, 4]), max_tokens=2,
+                       ignore_eos=True)
+            workers = [p for p in c.child_pids() if b"\0worker\0" in _cmdline(p)]
+            self.assertEqual(len(workers), WORKERS)
+            time.sleep(0.5)  # past the last step's tail
+            before = [_cpu_seconds(p) for p in workers]
+            time.sleep(3)
+            used = [_cpu_seconds(p) - b for p, b in zip(workers, before)]
+            # A rank that spun would burn ~3 CPU-seconds here; a sleeping one
+            # only gRPC's timers (and the 10 ms tick of the accounting).
+            for rank_cpu in used:
+                self.assertLess(rank_cpu, 0.3, used)
+            print(f"W={WORKERS}: worker CPU over 3 s idle: {used}", file=sys.stderr)
+            for _ in range(3):  # each request starts from an idle group
+                tokens, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=[5]),
+                                          max_tokens=1, ignore_eos=True, timeout=10)
+                self.assertEqual(len(tokens), 1)
+                time.sleep(0.2)
+            if WORKERS > 1:
+                # The other ranks were woken by the doorbell (latency is for
+                # bench/, not for a test on a shared machine).
+                st = [c.worker_status(r) for r in range(WORKERS)]
+                self.assertGreater(sum(s.wakes_by_peer for s in st), 0)
+                print(f"W={WORKERS}: ring-to-wake max "
+                      f"{max(s.wake_latency_seconds_max for s in st) * 1e6:.0f} us",
+                      file=sys.stderr)
+
     def test_stop_leaves_no_orphans(self):
         for sig in [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]:
             c = Cluster(f"{FIXTURES}/qwen3_moe_f32", WORKERS)
@@ -226,6 +255,17 @@ class ClusterTest(unittest.TestCase):
                 alive = [p for p in pids if _alive(p)]
                 time.sleep(0.05)
             self.assertEqual(alive, [], f"children left after {sig!r}")
+
+
+def _cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _alive(pid):

@@ -1,6 +1,8 @@
 #include "worker/engine.h"
 
 #include <algorithm>
+#include <time.h>
+
 #include <chrono>
 #include <utility>
 
@@ -8,6 +10,12 @@
 #include "engine/kv_cache.h"
 
 namespace moeserve {
+
+uint64_t MonotonicNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + ts.tv_nsec;
+}
 
 struct Engine::Request {
   Request(std::shared_ptr<RequestSink> s, WorkItem w, KvCache c)
@@ -70,10 +78,13 @@ void Engine::DropSink(const RequestSink* sink) {
   dropped_.push_back(sink);
 }
 
-void Engine::Wake(uint64_t period) {
+void Engine::Wake(uint64_t period, uint64_t sent_ns) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    woken_period_ = std::max(woken_period_, period);
+    if (period > woken_period_) {
+      woken_period_ = period;
+      woken_sent_ns_ = sent_ns;
+    }
   }
   cv_.notify_one();
 }
@@ -194,6 +205,12 @@ void Engine::WaitForWork(uint64_t period) {
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait(l, [&] { return !submits_.empty() || stop_ || woken_period_ >= period; });
     local = !submits_.empty() || stop_;
+    if (!local && woken_period_ == period && woken_sent_ns_ != 0) {
+      const double latency = (MonotonicNanos() - woken_sent_ns_) * 1e-9;
+      ++stats_.wakes_by_peer;
+      stats_.wake_latency_sum += latency;
+      stats_.wake_latency_max = std::max(stats_.wake_latency_max, latency);
+    }
   }
   // This rank ends the idle period: wake the others so all enter the next
   // step's all-reduce.

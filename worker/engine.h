@@ -43,6 +43,9 @@
 
 namespace moeserve {
 
+// CLOCK_MONOTONIC in ns (the clock Wake's sent_ns uses).
+uint64_t MonotonicNanos();
+
 // A request as the engine sees it: tokenized and checked by the router.
 struct WorkItem {
   uint64_t request_id = 0;  // unique per sink
@@ -93,6 +96,9 @@ struct EngineStats {
   double step_seconds = 0;
   uint64_t generated_tokens = 0;
   int active_requests = 0;  // admitted and not ended (as of the last step)
+  // Idle periods ended by a peer's ring, and ring-to-wake latency.
+  uint64_t wakes_by_peer = 0;
+  double wake_latency_sum = 0, wake_latency_max = 0;
 };
 
 class Engine {
@@ -112,8 +118,9 @@ class Engine {
   // Thread-safe. The sink's stream is gone: free its requests, deliver
   // nothing more to it.
   void DropSink(const RequestSink* sink);
-  // Thread-safe. A peer rang the doorbell for idle period `period`.
-  void Wake(uint64_t period);
+  // Thread-safe. A peer rang the doorbell for idle period `period` at
+  // `sent_ns` (CLOCK_MONOTONIC; 0 if unknown).
+  void Wake(uint64_t period, uint64_t sent_ns = 0);
   // Thread-safe. Every rank of the group leaves Run at the next step; open
   // requests end with UNAVAILABLE.
   void Stop();
@@ -163,6 +170,7 @@ class Engine {
   bool stop_ = false;
   bool exited_ = false;  // Run returned (or is failing everything): refuse work
   uint64_t woken_period_ = 0;
+  uint64_t woken_sent_ns_ = 0;
   EngineStats stats_;
 
   // Engine thread only.

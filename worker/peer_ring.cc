@@ -1,5 +1,7 @@
 #include "worker/peer_ring.h"
 
+#include "worker/engine.h"
+
 #include <chrono>
 
 #include <grpcpp/grpcpp.h>
@@ -35,6 +37,7 @@ void PeerRing::Ring(uint64_t idle_period) {
     call->request.set_epoch(epoch_);
     call->request.set_idle_period(idle_period);
     call->request.set_from_rank(rank_);
+    call->request.set_sent_monotonic_ns(MonotonicNanos());
     // A lost ring shows up as the next collective's timeout; nothing to do here.
     peer->async()->Wake(&call->context, &call->request, &call->response,
                         [call](grpc::Status) { delete call; });

@@ -101,7 +101,7 @@ grpc::Status WorkerService::Wake(grpc::ServerContext* context, const v1::WakeReq
                         absl::StrCat("wake for epoch ", request->epoch(), ", this group is at ",
                                      epoch_));
   }
-  engine_->Wake(request->idle_period());
+  engine_->Wake(request->idle_period(), request->sent_monotonic_ns());
   return grpc::Status::OK;
 }
 
@@ -124,6 +124,9 @@ grpc::Status WorkerService::GetStatus(grpc::ServerContext* context,
   response->set_step_seconds(stats.step_seconds);
   response->set_generated_tokens(stats.generated_tokens);
   response->set_active_requests(stats.active_requests);
+  response->set_wakes_by_peer(stats.wakes_by_peer);
+  response->set_wake_latency_seconds_sum(stats.wake_latency_sum);
+  response->set_wake_latency_seconds_max(stats.wake_latency_max);
   if (a2a_seconds_) response->set_all_to_all_seconds(a2a_seconds_());
   return grpc::Status::OK;
 }

@@ -63,6 +63,10 @@ void Linear(const float* x, int64_t n, const Weight& w, const float* bias, float
   if (n <= 0) return;
   if (n <= kGemvMaxTokens) {
     StreamingGemv(x, n, w, y);
+  } else if (w.dtype != DType::kF32 && n <= kLowPrecisionGemvMaxTokens) {
+    for (int64_t t = 0; t < n; t += kGemvMaxTokens) {
+      StreamingGemv(x + t * w.cols, std::min<int64_t>(kGemvMaxTokens, n - t), w, y + t * w.rows);
+    }
   } else if (w.dtype == DType::kF32) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
                 static_cast<int>(w.rows), static_cast<int>(w.cols), 1.0f, x,

@@ -8,6 +8,10 @@
 //                   thread pool, whose spinning threads then compete with
 //                   the next OpenMP loops; decode stays on one thread pool.
 //   larger n, F32  → OpenBLAS sgemm.
+//   BF16/F16 and n ≤ kLowPrecisionGemvMaxTokens (a batch of decode steps) →
+//                   the streaming GEMV on groups of kGemvMaxTokens tokens:
+//                   reading 2-byte weights n/4 times costs less than
+//                   converting them to float and running sgemm, up to ~16.
 //   larger n, BF16/F16 → tiles of W converted to float, then OpenBLAS sgemm
 //                   (compute-bound prefill, where conversion is amortised).
 // Accumulation is in float throughout.
@@ -22,6 +26,8 @@
 #include "common/dtype.h"
 
 namespace moeserve::kernels::cpu {
+
+inline constexpr int64_t kLowPrecisionGemvMaxTokens = 16;
 
 // A row-major [rows, cols] weight matrix (rows = out features).
 struct Weight {

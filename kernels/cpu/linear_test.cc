@@ -59,7 +59,7 @@ TEST(LinearTest, MatchesDoubleReferenceForEveryDtypeAndBatch) {
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     for (int64_t cols : {1, 19, 111, 989}) {
       for (int64_t rows : {1, 7, 33, 300}) {
-        for (int64_t n : {1, 3, 4, 5, 17}) {
+        for (int64_t n : {1, 3, 4, 5, 9, 16, 17}) {
           Matrix w = RandomMatrix(dtype, rows, cols, rng);
           std::vector<float> x = RandomVector(n * cols, rng);
           std::vector<float> bias = RandomVector(rows, rng);
@@ -74,6 +74,31 @@ TEST(LinearTest, MatchesDoubleReferenceForEveryDtypeAndBatch) {
                   << " t=" << t << " r=" << r;
             }
           }
+        }
+      }
+    }
+  }
+}
+
+// Up to kLowPrecisionGemvMaxTokens rows of BF16/F16 weights (and up to
+// kGemvMaxTokens of F32), each output row has the bits it would have alone:
+// the expert-parallel engine batches one expert's rows from several ranks and
+// relies on this to reproduce the single-process results exactly.
+TEST(LinearTest, SmallBatchesGiveEachRowItsOwnBits) {
+  std::mt19937 rng(11);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const int64_t max_n = dtype == DType::kF32 ? kGemvMaxTokens : kLowPrecisionGemvMaxTokens;
+    const int64_t rows = 70, cols = 333;
+    Matrix w = RandomMatrix(dtype, rows, cols, rng);
+    for (int64_t n = 1; n <= max_n; ++n) {
+      std::vector<float> x = RandomVector(n * cols, rng);
+      std::vector<float> y(n * rows);
+      Linear(x.data(), n, w.weight(), nullptr, y.data());
+      for (int64_t t = 0; t < n; ++t) {
+        std::vector<float> alone(rows);
+        Linear(&x[t * cols], 1, w.weight(), nullptr, alone.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          ASSERT_EQ(y[t * rows + r], alone[r]) << DTypeName(dtype) << " n=" << n << " t=" << t;
         }
       }
     }
