@@ -112,6 +112,7 @@ def main():
 
     rows = []
     run_rates = []
+    router_us = []
     for n in [int(x) for x in a.workers.split(",")]:
         # `moeserve run` measured again before each cluster: the host drifts.
         run_rate = statistics.median(run_tok_s(a.model, a.tokens, cores)
@@ -119,8 +120,14 @@ def main():
         run_rates.append(run_rate)
         with Cluster(a.model, n, timeout=600, threads=max(1, cores // n)) as c:
             stream_tok_s(c, 8)  # warm-up
+            pid = router_pid(c)
+            cpu0 = cpu_seconds(pid)
             rate = statistics.median(stream_tok_s(c, a.tokens) for _ in range(a.repeats))
+            cpu1 = cpu_seconds(pid)
             batch = batch_tok_s(c, a.tokens, 8)
+            cpu2 = cpu_seconds(pid)
+            router_us.append((n, 1e6 * (cpu1 - cpu0) / (a.repeats * a.tokens),
+                              1e6 * (cpu2 - cpu1) / (8 * a.tokens)))
             shares = []
             for r in range(n):
                 st = c.worker_status(r)
@@ -142,7 +149,10 @@ def main():
               f"{wake_mean * 1e6:.0f} us, max {wake_max * 1e6:.0f} us ({count} wakes)",
               flush=True)
 
-    # Router CPU per streamed token.
+    for n, one, eight in router_us:
+        print(f"router CPU per streamed token, bench model, {n} worker(s): batch-1 {one:.1f} us, "
+              f"batch-8 {eight:.1f} us")
+    # Router CPU per streamed token at the highest token rate (tiny model).
     with Cluster(a.router_fixture, 1) as c:
         pid = router_pid(c)
         batch_tok_s(c, 20, 8)  # warm-up
@@ -155,7 +165,7 @@ def main():
         wall = time.perf_counter() - t0
         after = cpu_seconds(pid)
     us = 1e6 * (after - before) / streamed
-    print(f"router: {streamed} tokens streamed in {wall:.2f} s ({streamed / wall:.0f} tok/s); "
+    print(f"router, tiny model, 8 streams: {streamed} tokens streamed in {wall:.2f} s ({streamed / wall:.0f} tok/s); "
           f"router CPU {after - before:.3f} s = {us:.1f} us per streamed token")
 
     print("\n| workers | run tok/s | cluster batch-1 tok/s | cluster / run | cluster batch-8 tok/s"

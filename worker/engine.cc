@@ -262,7 +262,16 @@ void Engine::ReportLoad() {
     stats_.active_requests = load.active_requests;
   }
   if (load == last_load_) return;
+  // Pending tokens shrink every step; a report per step would double the
+  // messages per token. Report at once when requests come or go (what
+  // placement mostly needs), else at most every 50 ms.
+  const uint64_t now = MonotonicNanos();
+  if (load.active_requests == last_load_.active_requests &&
+      now - last_load_ns_ < 50'000'000) {
+    return;
+  }
   last_load_ = load;
+  last_load_ns_ = now;
   if (on_load_) on_load_(load);
 }
 

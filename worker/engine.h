@@ -127,7 +127,8 @@ class Engine {
 
   // Rings every peer (set before Run; not needed at world size 1).
   void set_ring(std::function<void(uint64_t period)> ring) { ring_ = std::move(ring); }
-  // Called on the engine thread after a step that changed the load.
+  // Called on the engine thread when the load changed: at once when the
+  // number of requests changed, else at most every 50 ms.
   void set_load_listener(std::function<void(const EngineLoad&)> f) { on_load_ = std::move(f); }
 
   // The loop, on the calling thread: OK after Stop, else the collective's
@@ -178,6 +179,7 @@ class Engine {
   std::vector<std::pair<std::shared_ptr<RequestSink>, std::vector<RequestUpdate>>> outbox_;
   uint64_t idle_period_ = 0;
   EngineLoad last_load_;
+  uint64_t last_load_ns_ = 0;
 };
 
 }  // namespace moeserve
