@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -13,6 +14,137 @@ namespace router {
 
 using internal::v1::RouterMessage;
 using internal::v1::WorkerMessage;
+
+// One stream. Lives from RunOnce's start to after its OnDone. The fields
+// marked "conn mu_" are guarded by the connection's mutex (written by
+// Write() from any thread and by the reactions); the rest belong to the
+// reactions (never concurrent: one read and one write in flight, and the
+// read side alone touches them) and are read by the manager after OnDone.
+//
+// Holds: one hold is taken before StartCall and released (under conn mu_,
+// with open_ cleared) when the read side ends. So while open_ is true the
+// call cannot reach OnDone, and Write() may StartWrite under conn mu_.
+// StartWrite and TryCancel never run a reaction inline (the client tags are
+// not inlineable: gRPC runs them on its executor or after the current
+// reaction returns), so calling them with conn mu_ held cannot deadlock.
+class GrpcWorkerConnection::Call
+    : public grpc::ClientBidiReactor<RouterMessage, WorkerMessage> {
+ public:
+  explicit Call(GrpcWorkerConnection* conn) : conn_(conn) {}
+
+  void Begin() {
+    hello_.set_epoch(0);
+    hello_.mutable_hello()->set_router_id(conn_->router_id_);
+    conn_->stub_->async()->Connect(&context_, this);
+    AddHold();  // released by EndReads()
+    {
+      absl::MutexLock lock(&conn_->mu_);
+      write_in_flight_ = true;
+    }
+    StartWrite(&hello_);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndReads();
+      return;
+    }
+    if (session_ == 0) {
+      if (!in_.has_welcome()) {
+        protocol_error_ = absl::InternalError("the worker's first message was not a Welcome");
+        context_.TryCancel();
+        EndReads();
+        return;
+      }
+      const uint64_t epoch = in_.epoch();
+      rank_ = in_.welcome().rank();
+      uint64_t session;
+      {
+        absl::MutexLock lock(&conn_->mu_);
+        session = ++conn_->sessions_started_;
+        session_ = session;
+        epoch_ = epoch;
+        open_ = true;
+      }
+      std::fprintf(stderr, "moeserve-router: worker %s connected: rank %u of %u, epoch %llu\n",
+                   conn_->address_.c_str(), rank_, in_.welcome().world_size(),
+                   static_cast<unsigned long long>(epoch));
+      conn_->listener_->OnConnected(session, epoch, in_.welcome());
+    } else if (in_.has_tokens()) {
+      conn_->listener_->OnTokens(session_, in_.tokens());
+    } else if (in_.has_load()) {
+      conn_->listener_->OnLoad(session_, in_.load());
+    }
+    // A second Welcome or an empty message changes nothing.
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&conn_->mu_);
+    if (!ok || !open_ || outbox_.empty()) {
+      write_in_flight_ = false;
+      if (!ok) {
+        outbox_.clear();
+        context_.TryCancel();  // the read side sees the stream end
+      }
+      return;
+    }
+    out_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    StartWrite(&out_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&conn_->mu_);
+    status_ = status;
+    done_ = true;  // the manager may delete this as soon as the lock is released
+  }
+
+  // Sends or queues `message` if `session` is open. Requires conn mu_.
+  bool WriteLocked(uint64_t session, RouterMessage* message) {
+    if (!open_ || session != session_) return false;
+    message->set_epoch(epoch_);
+    if (write_in_flight_) {
+      outbox_.push_back(std::move(*message));
+    } else {
+      write_in_flight_ = true;
+      out_ = std::move(*message);
+      StartWrite(&out_);
+    }
+    return true;
+  }
+
+  grpc::ClientContext context_;
+  // Read by the manager once done_.
+  grpc::Status status_;          // conn mu_
+  bool done_ = false;            // conn mu_
+  absl::Status protocol_error_;  // reactions
+  uint64_t session_ = 0;         // written under conn mu_ by the read side; 0 until Welcome
+  uint32_t rank_ = 0;            // reactions
+
+ private:
+  // The read side ended: no more writes; let the call finish.
+  void EndReads() {
+    {
+      absl::MutexLock lock(&conn_->mu_);
+      open_ = false;
+      outbox_.clear();
+    }
+    context_.TryCancel();  // unblocks a write stuck on a dead stream
+    RemoveHold();
+  }
+
+  GrpcWorkerConnection* const conn_;
+  WorkerMessage in_;                   // reactions
+  RouterMessage hello_;                // written once
+  RouterMessage out_;                  // the write in flight (its starter owns it)
+  bool open_ = false;                  // conn mu_: Welcomed and reads not ended
+  uint64_t epoch_ = 0;                 // conn mu_
+  bool write_in_flight_ = false;       // conn mu_
+  std::deque<RouterMessage> outbox_;   // conn mu_
+};
 
 GrpcWorkerConnection::GrpcWorkerConnection(std::string address, std::string router_id,
                                            Options options)
@@ -39,7 +171,7 @@ void GrpcWorkerConnection::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    if (context_ != nullptr) context_->TryCancel();
+    if (call_ != nullptr) call_->context_.TryCancel();
   }
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
@@ -61,35 +193,7 @@ void GrpcWorkerConnection::Abort(uint64_t session, uint64_t request_id) {
 
 bool GrpcWorkerConnection::Write(uint64_t session, RouterMessage* message) {
   absl::MutexLock lock(&mu_);
-  if (stream_ == nullptr || session != session_ || writer_stop_) return false;
-  message->set_epoch(epoch_);
-  outbox_.push_back(std::move(*message));
-  return true;
-}
-
-void GrpcWorkerConnection::WriteLoop(Stream* stream, grpc::ClientContext* context) {
-  while (true) {
-    std::deque<RouterMessage> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](GrpcWorkerConnection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
-            return c->writer_stop_ || !c->outbox_.empty();
-          },
-          this));
-      if (outbox_.empty()) return;  // stopping, nothing left
-      batch.swap(outbox_);
-    }
-    for (const RouterMessage& m : batch) {
-      if (!stream->Write(m)) {
-        context->TryCancel();  // the reader sees the stream end
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(&writer_stop_));
-        outbox_.clear();
-        return;
-      }
-    }
-  }
+  return call_ != nullptr && call_->WriteLocked(session, message);
 }
 
 bool GrpcWorkerConnection::SleepUnlessStopping(std::chrono::milliseconds d) {
@@ -115,81 +219,33 @@ void GrpcWorkerConnection::Run() {
 }
 
 bool GrpcWorkerConnection::RunOnce() {
-  grpc::ClientContext context;
+  auto call = std::make_unique<Call>(this);
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return false;
-    context_ = &context;
+    call_ = call.get();
   }
-  std::unique_ptr<Stream> stream = stub_->Connect(&context);
-  RouterMessage hello;
-  hello.set_epoch(0);
-  hello.mutable_hello()->set_router_id(router_id_);
-  WorkerMessage message;
-  uint64_t session = 0;
-  absl::Status protocol_error;
-  uint32_t rank = 0;
-  if (stream->Write(hello) && stream->Read(&message)) {
-    if (message.has_welcome()) {
-      const uint64_t epoch = message.epoch();
-      rank = message.welcome().rank();
-      {
-        absl::MutexLock lock(&mu_);
-        session = ++sessions_started_;
-        session_ = session;
-        epoch_ = epoch;
-        stream_ = stream.get();
-      }
-      last_failure_.clear();
-      std::fprintf(stderr, "moeserve-router: worker %s connected: rank %u of %u, epoch %llu\n",
-                   address_.c_str(), rank, message.welcome().world_size(),
-                   static_cast<unsigned long long>(epoch));
-      std::thread writer([this, &stream, &context] { WriteLoop(stream.get(), &context); });
-      listener_->OnConnected(session, epoch, message.welcome());
-      while (stream->Read(&message)) {
-        if (message.has_tokens()) {
-          listener_->OnTokens(session, message.tokens());
-        } else if (message.has_load()) {
-          listener_->OnLoad(session, message.load());
-        }
-        // A second Welcome or an empty message changes nothing.
-      }
-      {
-        absl::MutexLock lock(&mu_);
-        writer_stop_ = true;
-      }
-      context.TryCancel();  // unblocks a Write stuck on a dead stream
-      writer.join();
-    } else {
-      protocol_error = absl::InternalError("the worker's first message was not a Welcome");
-      context.TryCancel();
-    }
-  }
+  call->Begin();
+  bool stopping;
+  uint64_t session;
   {
     absl::MutexLock lock(&mu_);
-    stream_ = nullptr;
-    outbox_.clear();
-    writer_stop_ = false;
+    mu_.Await(absl::Condition(&call->done_));
+    call_ = nullptr;
+    stopping = stopping_;
+    session = call->session_;
   }
-  const grpc::Status status = stream->Finish();
-  {
-    absl::MutexLock lock(&mu_);
-    context_ = nullptr;
-  }
-  absl::Status why = protocol_error.ok() ? ToAbslStatus(status) : protocol_error;
+  absl::Status why =
+      call->protocol_error_.ok() ? ToAbslStatus(call->status_) : call->protocol_error_;
   if (why.ok()) why = absl::UnavailableError("the worker ended the stream");
   if (session == 0) {
     LogConnectFailure(why.ToString());
     return false;
   }
-  bool stopping;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping = stopping_;
-  }
+  last_failure_.clear();
   if (!stopping) {
-    std::fprintf(stderr, "moeserve-router: worker %s (rank %u) lost: %s\n", address_.c_str(), rank,
-                 why.ToString().c_str());
+    std::fprintf(stderr, "moeserve-router: worker %s (rank %u) lost: %s\n", address_.c_str(),
+                 call->rank_, why.ToString().c_str());
   }
   listener_->OnDisconnected(session, why);
   return true;

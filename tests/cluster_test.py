@@ -201,7 +201,7 @@ class ClusterTest(unittest.TestCase):
                                       max_tokens=2, ignore_eos=True)
             self.assertEqual(len(tokens), 2)
 
-    def test_health_is_serving(self):
+    def test_health_is_serving_and_reflection_lists_the_service(self):
         # grpc.health.v1.Health/Check by hand (Debian has no grpc_health
         # module): an empty HealthCheckRequest; the answer 08 01 is
         # {status: SERVING}.
@@ -211,6 +211,13 @@ class ClusterTest(unittest.TestCase):
                                           response_deserializer=lambda b: b)
             self.assertEqual(check(b"", timeout=10), b"\x08\x01")
             self.assertEqual(check(b"\x0a\x15moeserve.v1.Inference", timeout=10), b"\x08\x01")
+            # Server reflection lists the service: ServerReflectionRequest
+            # {list_services: ""} is field 7, an empty string (3a 00).
+            reflect = c.channel.stream_stream(
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            answer = next(reflect(iter([b"\x3a\x00"]), timeout=10))
+            self.assertIn(b"moeserve.v1.Inference", answer)
 
     def test_idle_workers_sleep_and_a_request_wakes_them(self):
         with Cluster(f"{FIXTURES}/qwen3_moe_f32", WORKERS) as c:

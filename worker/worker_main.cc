@@ -118,6 +118,11 @@ absl::Status Validate(const WorkerFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--listen must be HOST:PORT, got '", f.listen, "'"));
   }
+  if (f.collective != "auto" && f.collective != "local" && f.collective != "gloo" &&
+      f.collective != "nccl") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--collective must be auto, local, gloo or nccl, got '", f.collective, "'"));
+  }
   if (f.timeout_s <= 0 || f.formation_timeout_s <= 0) {
     return absl::InvalidArgumentError("--timeout and --formation-timeout must be > 0");
   }
@@ -287,6 +292,13 @@ int WorkerMain(int argc, char** argv, int first) {
   group.timeout = absl::Seconds(f.timeout_s);
   auto collective = CreateCollective(*store, group);
   if (!collective.ok()) return Fail(collective.status(), f.rank);
+  if ((*collective)->memory() != MemorySpace::kHost) {
+    // The NCCL collective exchanges device buffers; this engine's are host.
+    return Fail(absl::FailedPreconditionError(
+                    "--collective=nccl needs the GPU engine, which is not built yet; the CPU "
+                    "engine exchanges host buffers: use --collective=gloo (or auto)"),
+                f.rank);
+  }
   std::vector<std::string> peers(f.world_size);
   for (int r = 0; r < f.world_size; ++r) {
     auto a = store->Get(absl::StrCat(prefix, "worker/", r), formation);
