@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import cluster_util  # noqa: E402
-from cluster_util import BIN, Cluster, inference_pb2  # noqa: E402
+from cluster_util import BIN, Cluster, cpu_seconds, inference_pb2  # noqa: E402
 
 PROMPT = list(range(10, 26))
 
@@ -91,19 +91,6 @@ def router_pid(cluster):
             if b"\0router\0" in f.read():
                 return pid
     raise RuntimeError("router not found")
-
-
-def cpu_seconds(pid):
-    """CPU time of every thread of `pid`, in ns precision (schedstat), not in
-    the 10 ms ticks of /proc/PID/stat, which sample short bursts badly."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass  # a thread that just ended
-    return total * 1e-9
 
 
 def main():

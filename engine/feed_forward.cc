@@ -7,10 +7,6 @@ namespace moeserve {
 
 namespace cpu = kernels::cpu;
 
-namespace {
-cpu::Weight AsWeight(const TensorView& t) { return {t.dtype, t.data, t.shape[0], t.shape[1]}; }
-}  // namespace
-
 void SwiGlu(const FeedForward& ffn, const float* x, int64_t n, std::vector<float>& gate,
             std::vector<float>& up, float* out) {
   const int64_t f = ffn.gate.shape[0];

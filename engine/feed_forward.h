@@ -7,9 +7,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/linear.h"
 #include "model/weights.h"
 
 namespace moeserve {
+
+// A [rows, cols] weight view as the CPU kernels take it.
+inline kernels::cpu::Weight AsWeight(const TensorView& t) {
+  return {t.dtype, t.data, t.shape[0], t.shape[1]};
+}
 
 // out[n, H] = down(silu(gate(x)) * up(x)) for n rows of x[n, H]; gate and
 // up are scratch.

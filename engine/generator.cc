@@ -11,22 +11,33 @@ const char* FinishReasonName(FinishReason reason) {
   return reason == FinishReason::kStop ? "stop" : "length";
 }
 
+absl::Status CheckGenerateRequest(const ModelConfig& c, absl::Span<const int32_t> prompt,
+                                  int max_tokens) {
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+    }
+  }
+  if (max_tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 0, got ", max_tokens));
+  }
+  const int64_t needed = static_cast<int64_t>(prompt.size()) + max_tokens;
+  if (needed > c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", prompt.size(), " tokens) plus max_tokens (", max_tokens, ") is ", needed,
+        ", beyond the model's context of ", c.max_position_embeddings, " tokens"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int32_t> prompt,
                                         const GenerateOptions& options,
                                         const std::function<void(int32_t)>& on_token) {
   const ModelConfig& c = model.config();
-  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  if (options.max_tokens < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be >= 0, got ", options.max_tokens));
-  }
+  MOE_RETURN_IF_ERROR(CheckGenerateRequest(c, prompt, options.max_tokens));
   const int64_t needed = static_cast<int64_t>(prompt.size()) + options.max_tokens;
-  if (needed > c.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", prompt.size(), " tokens) plus max_tokens (", options.max_tokens,
-        ") is ", needed, ", beyond the model's context of ", c.max_position_embeddings,
-        " tokens"));
-  }
   std::vector<int32_t> stops = options.stop_token_ids;
   if (!options.ignore_eos) stops.insert(stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
 

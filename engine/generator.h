@@ -41,8 +41,13 @@ struct GenerateResult {
 };
 
 // INVALID_ARGUMENT when the prompt is empty, has ids outside the vocabulary,
-// or prompt + max_tokens exceeds the model's context (the message gives both
-// numbers).
+// max_tokens is negative, or prompt + max_tokens exceeds the model's context
+// (the message gives both numbers). Shared by Generate and the worker's
+// engine, so both refuse alike.
+absl::Status CheckGenerateRequest(const ModelConfig& config, absl::Span<const int32_t> prompt,
+                                  int max_tokens);
+
+// Fails as CheckGenerateRequest does.
 absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int32_t> prompt,
                                         const GenerateOptions& options,
                                         const std::function<void(int32_t)>& on_token = nullptr);

@@ -18,8 +18,6 @@ namespace cpu = kernels::cpu;
 
 namespace {
 
-cpu::Weight AsWeight(const TensorView& t) { return {t.dtype, t.data, t.shape[0], t.shape[1]}; }
-
 void Apply(const Linear& l, const float* x, int64_t n, float* y) {
   cpu::Linear(x, n, AsWeight(l.weight), l.bias.empty() ? nullptr : l.bias.data(), y);
 }

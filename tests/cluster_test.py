@@ -20,7 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_util  # noqa: E402
-from cluster_util import BIN, Cluster, grpc, inference_pb2, run_json  # noqa: E402
+from cluster_util import BIN, Cluster, cpu_seconds, grpc, inference_pb2, run_json  # noqa: E402
 
 FIXTURES = "tests/fixtures"
 ALL = ["mixtral_f32", "mixtral_bf16", "qwen2_moe_f32", "qwen3_moe_f32",
@@ -226,11 +226,11 @@ class ClusterTest(unittest.TestCase):
             workers = [p for p in c.child_pids() if b"\0worker\0" in _cmdline(p)]
             self.assertEqual(len(workers), WORKERS)
             time.sleep(0.5)  # past the last step's tail
-            before = [_cpu_seconds(p) for p in workers]
+            before = [cpu_seconds(p) for p in workers]
             time.sleep(3)
-            used = [_cpu_seconds(p) - b for p, b in zip(workers, before)]
+            used = [cpu_seconds(p) - b for p, b in zip(workers, before)]
             # A rank that spun would burn ~3 CPU-seconds here; a sleeping one
-            # only gRPC's timers (and the 10 ms tick of the accounting).
+            # only gRPC's timers.
             for rank_cpu in used:
                 self.assertLess(rank_cpu, 0.3, used)
             print(f"W={WORKERS}: worker CPU over 3 s idle: {used}", file=sys.stderr)
@@ -267,12 +267,6 @@ class ClusterTest(unittest.TestCase):
 def _cmdline(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read()
-
-
-def _cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _alive(pid):

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "engine/kv_cache.h"
 
 namespace moeserve {
@@ -40,25 +41,7 @@ Engine::Engine(Transformer& model, Collective& collective, const EngineOptions& 
 Engine::~Engine() = default;
 
 absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
-  const ModelConfig& c = model_.config();
-  if (item.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  for (int32_t id : item.prompt) {
-    if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("prompt token id ", id, " is outside the vocabulary [0, ", c.vocab_size,
-                       ")"));
-    }
-  }
-  if (item.max_tokens < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be >= 0, got ", item.max_tokens));
-  }
-  const int64_t needed = static_cast<int64_t>(item.prompt.size()) + item.max_tokens;
-  if (needed > c.max_position_embeddings) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", item.prompt.size(), " tokens) plus max_tokens (", item.max_tokens, ") is ",
-        needed, ", beyond the model's context of ", c.max_position_embeddings, " tokens"));
-  }
+  MOE_RETURN_IF_ERROR(CheckGenerateRequest(model_.config(), item.prompt, item.max_tokens));
   {
     std::lock_guard<std::mutex> l(mu_);
     if (exited_) return absl::UnavailableError("this worker's engine has stopped");
@@ -102,16 +85,19 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
-void Engine::Finish(Request& r, absl::Status status, std::vector<RequestUpdate>& out) {
+void Engine::Finish(Request& r, absl::Status status, FinishReason reason) {
   RequestUpdate u;
   u.request_id = r.item.request_id;
   u.tokens = std::move(r.fresh);
   r.fresh.clear();
   u.finished = true;
   u.status = std::move(status);
+  u.finish_reason = reason;
   u.prompt_tokens = r.prompt_size();
   u.completion_tokens = static_cast<int>(r.generated.size());
-  out.push_back(std::move(u));
+  std::vector<RequestUpdate> one;
+  one.push_back(std::move(u));
+  outbox_.push_back({r.sink, std::move(one)});
   r.done = true;
 }
 
@@ -142,24 +128,16 @@ void Engine::DrainInbox() {
       if (r->sink.get() == sink) r->done = true;  // nobody to tell
     }
   }
-  std::vector<RequestUpdate> ended;
   for (const auto& [sink, id] : aborts) {
     for (auto& r : requests_) {
       if (!r->done && r->sink.get() == sink && r->item.request_id == id) {
-        std::vector<RequestUpdate> one;
-        Finish(*r, absl::CancelledError("the request was cancelled"), one);
-        outbox_.push_back({r->sink, std::move(one)});
+        Finish(*r, absl::CancelledError("the request was cancelled"));
       }
     }
   }
   // max_tokens == 0: nothing to compute (as Generate).
   for (auto& r : requests_) {
-    if (!r->done && r->item.max_tokens == 0) {
-      std::vector<RequestUpdate> one;
-      Finish(*r, absl::OkStatus(), one);
-      one.back().finish_reason = FinishReason::kLength;
-      outbox_.push_back({r->sink, std::move(one)});
-    }
+    if (!r->done && r->item.max_tokens == 0) Finish(*r, absl::OkStatus(), FinishReason::kLength);
   }
   requests_.erase(std::remove_if(requests_.begin(), requests_.end(),
                                  [](const auto& r) { return r->done; }),
@@ -239,11 +217,7 @@ void Engine::FailAll(const absl::Status& status) {
     exited_ = true;
   }
   DrainInbox();
-  for (auto& r : requests_) {
-    std::vector<RequestUpdate> one;
-    Finish(*r, status, one);
-    outbox_.push_back({r->sink, std::move(one)});
-  }
+  for (auto& r : requests_) Finish(*r, status);
   requests_.clear();
   DeliverAll();
   ReportLoad();
@@ -322,21 +296,17 @@ absl::Status Engine::Run() {
       r.generated.push_back(next);
       r.fresh.push_back(next);
       ++generated;
-      std::vector<RequestUpdate> one;
       if (std::find(r.stops.begin(), r.stops.end(), next) != r.stops.end()) {
-        Finish(r, absl::OkStatus(), one);
-        one.back().finish_reason = FinishReason::kStop;
+        Finish(r, absl::OkStatus(), FinishReason::kStop);
       } else if (static_cast<int>(r.generated.size()) >= r.item.max_tokens) {
-        Finish(r, absl::OkStatus(), one);
-        one.back().finish_reason = FinishReason::kLength;
+        Finish(r, absl::OkStatus(), FinishReason::kLength);
       } else {
-        RequestUpdate u;
-        u.request_id = r.item.request_id;
-        u.tokens = std::move(r.fresh);
+        std::vector<RequestUpdate> one(1);
+        one[0].request_id = r.item.request_id;
+        one[0].tokens = std::move(r.fresh);
         r.fresh.clear();
-        one.push_back(std::move(u));
+        outbox_.push_back({r.sink, std::move(one)});
       }
-      outbox_.push_back({r.sink, std::move(one)});
     }
     requests_.erase(std::remove_if(requests_.begin(), requests_.end(),
                                    [](const auto& r) { return r->done; }),

@@ -147,7 +147,8 @@ class Engine {
   void DrainInbox();
   std::vector<Chunk> Schedule(std::vector<SequenceChunk>* chunks);
   void WaitForWork(uint64_t period);
-  void Finish(Request& r, absl::Status status, std::vector<RequestUpdate>& out);
+  // Queues r's terminal update (with any undelivered tokens) and marks it done.
+  void Finish(Request& r, absl::Status status, FinishReason reason = FinishReason::kLength);
   void FailAll(const absl::Status& status);
   void DeliverAll();
   void ReportLoad();
