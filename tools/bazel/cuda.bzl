@@ -17,7 +17,10 @@ def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], copts = [], **k
             name = obj + "_nvcc",
             srcs = [src] + hdrs + cu_hdrs,
             outs = [obj],
-            cmd = " ".join([
+            # nvcc names its temporaries after its PID, which is the same
+            # small number in every sandbox's PID namespace: give each
+            # action its own TMPDIR, or parallel nvcc runs clobber each other.
+            cmd = "export TMPDIR=$$(mktemp -d) && trap 'rm -rf $$TMPDIR' EXIT && " + " ".join([
                 CUDA_PATH + "/bin/nvcc",
                 "-std=c++17 -O3 -ccbin /usr/bin/g++ -Xcompiler -fPIC -I.",
                 "-gencode arch=compute_90,code=sm_90",
