@@ -26,8 +26,8 @@ int Gpus() {
 
 #define SKIP_WITHOUT_GPUS(n)                                                       \
   if (Gpus() < (n)) {                                                              \
-    GTEST_SKIP() << "no CUDA GPU on this machine (" << Gpus() << " found, " << (n) \
-                 << " needed): the NCCL collective was built, not run";            \
+    GTEST_SKIP() << "needs " << (n) << " CUDA GPU(s), this machine has " << Gpus() \
+                 << ": the NCCL collective was built, not run here";               \
   }
 
 // Device copy of host floats, and back.
