@@ -20,6 +20,8 @@ class RopeTable {
   void Apply(float* x, int64_t n, int heads, const int32_t* positions) const;
 
   int head_dim() const { return head_dim_; }
+  // theta^(-2i/head_dim) for i in [0, head_dim/2): the GPU kernel takes these.
+  const std::vector<double>& inv_freq() const { return inv_freq_; }
 
  private:
   int head_dim_;
