@@ -12,7 +12,8 @@
 # and carry the binaries. Layout of .device/bundle/:
 #
 #   tests/   every cc_test under //kernels/cuda/... and //collective:nccl_collective_test
-#   bench/   //bench:cuda_copy_bench, and //bench:moe_layer_bench when it exists
+#   bench/   //bench:cuda_copy_bench, and //bench:moe_layer_bench and
+#            //bench:gpu_decode_bench when they exist
 #   lib/     every shared library they load (`ldd`), real files under their
 #            SONAME, except what the GPU machine has or must provide itself:
 #            glibc (libc, libm, libdl, libpthread, librt, ld-linux...),
@@ -63,7 +64,8 @@ query() {
 test_labels=$(query 'kind(cc_test, //kernels/cuda/...)') &&
   test_labels+=$'\n'$(query '//collective:nccl_collective_test' optional) &&
   bench_labels=$(query '//bench:cuda_copy_bench' optional) &&
-  bench_labels+=$'\n'$(query '//bench:moe_layer_bench' optional) || exit 1
+  bench_labels+=$'\n'$(query '//bench:moe_layer_bench' optional) &&
+  bench_labels+=$'\n'$(query '//bench:gpu_decode_bench' optional) || exit 1
 mapfile -t tests < <(grep . <<<"$test_labels")
 mapfile -t benches < <(grep . <<<"$bench_labels")
 if ((${#tests[@]} == 0)) || [[ " ${benches[*]} " != *" //bench:cuda_copy_bench "* ]]; then

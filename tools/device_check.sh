@@ -24,7 +24,8 @@
 #     120 s each), counting each binary passed, failed or skipped (skipped:
 #     every test case GTEST_SKIP'd) and going on after failures;
 #   - runs DIR/bench/cuda_copy_bench and reads its copy_bandwidth_gbps line,
-#     then DIR/bench/moe_layer_bench --copy-gbps=<that> when it exists.
+#     then DIR/bench/moe_layer_bench and DIR/bench/gpu_decode_bench, each
+#     with --copy-gbps=<that>, when they exist.
 # Everything is logged to ${OUT:-/tmp/device_check}/: device_check.log (what
 # is printed) and one NAME.log per binary. A short summary comes last. The
 # whole run stays under 8 minutes. Exit status: 0 when nothing failed, 1 when
@@ -146,7 +147,8 @@ main() {
     fi
   fi
   bench_reserve_s=$copy_timeout_s
-  [[ -x "$bundle/bench/moe_layer_bench" ]] && bench_reserve_s=$((copy_timeout_s + 60))
+  [[ -x "$bundle/bench/moe_layer_bench" ]] && bench_reserve_s=$((bench_reserve_s + 60))
+  [[ -x "$bundle/bench/gpu_decode_bench" ]] && bench_reserve_s=$((bench_reserve_s + 60))
 
   section "machine"
   echo "os: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}"), $(ldd --version 2>/dev/null | head -1)"
@@ -231,6 +233,22 @@ main() {
     fi
   fi
 
+  local decode_lines="" decode_note=""
+  if [[ -x "$bundle/bench/gpu_decode_bench" ]]; then
+    section "decode steps (gpu_decode_bench${copy_gbps:+ --copy-gbps=$copy_gbps})"
+    limit=$(time_left "$moe_timeout_s" 0)
+    if ((limit < 10)); then
+      decode_note="NOT RUN (time budget spent)"; bench_fail=1
+    else
+      timeout -k 10 "$limit" "$bundle/bench/gpu_decode_bench" ${copy_gbps:+--copy-gbps=$copy_gbps} \
+        >"$out/gpu_decode_bench.log" 2>&1
+      rc=$?
+      cat "$out/gpu_decode_bench.log"
+      if ((rc != 0)); then decode_note="FAILED (exit $rc; see $out/gpu_decode_bench.log)"; bench_fail=1; fi
+      decode_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_decode_bench.log" | tail -5)
+    fi
+  fi
+
   section "summary (${SECONDS} s; logs in $out/)"
   printf '%-28s %-9s %6s %6s %7s %6s  %s\n' "test binary" result passed failed skipped secs note
   local r
@@ -241,6 +259,10 @@ main() {
   if [[ -x "$bundle/bench/moe_layer_bench" ]]; then
     echo "moe_layer_bench: ${moe_note:-ok}"
     [[ -n "$moe_lines" ]] && echo "$moe_lines"
+  fi
+  if [[ -x "$bundle/bench/gpu_decode_bench" ]]; then
+    echo "gpu_decode_bench: ${decode_note:-ok}"
+    [[ -n "$decode_lines" ]] && echo "$decode_lines"
   fi
   ((n_fail == 0 && bench_fail == 0))
 }
