@@ -83,7 +83,8 @@ constexpr int kMaxThreads = 256;     // per attention block
 constexpr int kMinThreads = 128;     // Z is raised until a block has this many
 constexpr int kKeysPerStep = 4;      // positions a thread scores before one rescale
 constexpr int kTileBytes = 8192;     // per tile, of K (and as much of V)
-constexpr int kMinSplitKeys = 256;   // PagedAttentionNumSplits: positions per split
+constexpr int kMinSplitKeys = 64;    // PagedAttentionNumSplits: positions per split
+constexpr int kSplitWaves = 8;       // PagedAttentionNumSplits: blocks per SM wanted
 
 bool IsAligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
@@ -398,7 +399,7 @@ int PagedAttentionNumSplits(int64_t total_queries, const PagedAttentionShape& sh
   const int group = shape.num_heads / shape.num_kv_heads;
   const int64_t blocks =
       total_queries * shape.num_kv_heads * (group / HeadsPerBlock(group, shape.head_dim));
-  const int64_t want = 2 * int64_t{std::max(num_sms, 1)};
+  const int64_t want = kSplitWaves * int64_t{std::max(num_sms, 1)};
   if (blocks >= want) return 1;
   int64_t splits = (want + blocks - 1) / blocks;
   splits = std::min<int64_t>(splits, std::max(1, max_kv_len / kMinSplitKeys));

@@ -73,8 +73,9 @@ inline int64_t PagedAttentionWorkspaceFloats(int64_t total_queries, int num_head
   return int64_t{num_splits} * total_queries * num_heads * (head_dim + 2);
 }
 
-// A split count that fills about two waves of `num_sms` multiprocessors when
-// the batch alone would not, with every split at least 256 positions of
+// A split count that gives about eight blocks per multiprocessor (a block
+// walks its positions in order, so more, shorter splits hide latency) when
+// the batch alone would not, with every split at least 64 positions of
 // max_kv_len (the longest context in the batch); 1 for large batches.
 int PagedAttentionNumSplits(int64_t total_queries, const PagedAttentionShape& shape,
                             int max_kv_len, int num_sms);

@@ -16,8 +16,8 @@
 //   CUDA's expf against glibc's exp (both within 2 ulp). Each output is a
 //   convex combination of V rows (|v| ~ N(0, 1), so the "output scale" is
 //   1): the rounding is a few fp32 ulps of the terms summed, ~1e-6, and a
-//   score off by e shifts the output by ~e. 1e-4 absolute leaves two orders
-//   of magnitude of margin, yet a single position missing from a 4100-long
+//   score off by e shifts the output by ~e. 1e-4 absolute leaves a wide
+//   margin, yet a single position missing from a 4100-long
 //   softmax (weight ~2.4e-4 on average, far more for the peaky rows: q has
 //   scale 2, so scores spread over about +-8) or read from the wrong block
 //   shows up in some of the head_dim outputs.
@@ -260,7 +260,8 @@ void CudaAttentionTest::Check(const std::vector<SeqSpec>& seqs,
           << (e / D) % H << " dim " << e % D;
       max_err = std::max(max_err, std::abs(double(got[e]) - want[e]));
     }
-    RecordProperty("max_abs_error_splits_" + std::to_string(splits), std::to_string(max_err));
+    RecordProperty("max_abs_error_splits_" + std::to_string(splits),
+                   ::testing::PrintToString(max_err));
   }
 }
 
@@ -292,12 +293,14 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(CudaAttentionArgsTest, NumSplitsSplitsSmallBatchesOnly) {
   const PagedAttentionShape shape{32, 4, 128, 16, 0};
-  // One decode row: 4 blocks; two waves of 132 SMs want 66 splits, capped at
-  // one per 256 positions.
-  EXPECT_EQ(PagedAttentionNumSplits(1, shape, 8192, 132), 32);
+  // One decode row: 4 blocks; eight blocks per SM of 132 want 264 splits,
+  // capped at one per 64 positions and at kMaxAttentionSplits.
+  EXPECT_EQ(PagedAttentionNumSplits(1, shape, 8192, 132), kMaxAttentionSplits);
+  EXPECT_EQ(PagedAttentionNumSplits(1, shape, 513, 132), 8);
   EXPECT_EQ(PagedAttentionNumSplits(1, shape, 100, 132), 1);
-  EXPECT_EQ(PagedAttentionNumSplits(16, shape, 8192, 132), 5);  // 64 blocks
-  EXPECT_EQ(PagedAttentionNumSplits(256, shape, 8192, 132), 1);
+  EXPECT_EQ(PagedAttentionNumSplits(16, shape, 8192, 132), 17);  // 64 blocks
+  EXPECT_EQ(PagedAttentionNumSplits(256, shape, 8192, 132), 2);  // 1024 blocks
+  EXPECT_EQ(PagedAttentionNumSplits(512, shape, 8192, 132), 1);
   EXPECT_EQ(PagedAttentionNumSplits(1, shape, 1 << 20, 1000), kMaxAttentionSplits);
   EXPECT_EQ(PagedAttentionWorkspaceFloats(10, 32, 128, 1), 0);
   EXPECT_EQ(PagedAttentionWorkspaceFloats(10, 32, 128, 4), 4 * 10 * 32 * 130);
