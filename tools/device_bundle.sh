@@ -63,6 +63,7 @@ query() {
 
 test_labels=$(query 'kind(cc_test, //kernels/cuda/...)') &&
   test_labels+=$'\n'$(query '//collective:nccl_collective_test' optional) &&
+  test_labels+=$'\n'$(query '//engine:gpu_transformer_test' optional) &&
   bench_labels=$(query '//bench:cuda_copy_bench' optional) &&
   bench_labels+=$'\n'$(query '//bench:moe_layer_bench' optional) &&
   bench_labels+=$'\n'$(query '//bench:gpu_decode_bench' optional) || exit 1
@@ -168,4 +169,11 @@ du -sh "$bundle"/tests "$bundle"/bench "$bundle"/lib | sed 's/^/   /'
 if ((size > max_bytes)); then
   echo "device_bundle.sh: the bundle exceeds 60 MiB ($size bytes)" >&2
   exit 1
+fi
+
+# The same, compressed (~8 MB): what to carry to the GPU machine when the
+# working tree plus the bundle would exceed what travels there.
+rm -f "$bundle.tar.xz"
+if tar -cJf "$bundle.tar.xz" -C "$(dirname "$bundle")" "$(basename "$bundle")"; then
+  echo "== compressed: $bundle.tar.xz ($(du -h "$bundle.tar.xz" | cut -f1))"
 fi

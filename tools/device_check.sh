@@ -13,8 +13,11 @@
 #   2. there, from the repository root of a copy of the working tree plus
 #      .device/: tools/device_check.sh
 #
-# When the bundle is missing and Bazel is present (a build machine with a
-# GPU), step 1 runs first. On the GPU machine this script:
+# When the bundle directory is missing but DIR.tar.xz (which step 1 also
+# writes) is there, it is unpacked first: carry only the archive when the
+# tree and the bundle would be too large to travel. When neither is there and
+# Bazel is present (a build machine with a GPU), step 1 runs first.
+# On the GPU machine this script:
 #   - prints the GPUs (nvidia-smi -L), the driver version and nvcc --version;
 #   - points LD_LIBRARY_PATH at DIR/lib, /usr/local/cuda/lib64 and the
 #     directory of the first libnccl.so.2 found ($NCCL_LIB_DIR if set, else
@@ -130,6 +133,10 @@ run_test() {
 
 main() {
   echo "device_check.sh: bundle $bundle, logs in $out/, started $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname)"
+  if [[ ! -d "$bundle/tests" && ! -d "$bundle/bench" && -f "$bundle.tar.xz" ]]; then
+    section "unpacking $bundle.tar.xz"
+    tar -xJf "$bundle.tar.xz" -C "$(dirname "$bundle")" || return 2
+  fi
   if [[ ! -d "$bundle/tests" && ! -d "$bundle/bench" ]]; then
     if ((default_bundle)) && command -v bazel >/dev/null; then
       section "no bundle at $bundle: building it (tools/device_bundle.sh)"
