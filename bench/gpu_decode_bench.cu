@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bench/cuda_bench_util.cuh"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/linear.h"
 #include "kernels/cuda/moe.h"
@@ -31,16 +32,6 @@
 #include "kernels/cuda/rmsnorm.h"
 
 namespace {
-
-#define CHECK_CUDA(expr)                                                                 \
-  do {                                                                                   \
-    cudaError_t err_ = (expr);                                                           \
-    if (err_ != cudaSuccess) {                                                           \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr,          \
-                   cudaGetErrorString(err_));                                            \
-      std::exit(1);                                                                      \
-    }                                                                                    \
-  } while (0)
 
 namespace cu = moeserve::cuda;
 
@@ -50,24 +41,6 @@ constexpr int kExperts = 128, kTopK = 8, kInter = 768, kVocab = 151936;
 constexpr double kRopeTheta = 1e6;
 constexpr float kEps = 1e-6f;
 constexpr int kBlockSize = 16;  // KV cache block (token rows)
-
-__global__ void FillKernel(uint16_t* p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed * 0x9e3779b9u ^
-                 static_cast<uint32_t>(i >> 32) * 0x85ebca6bu;
-    float sum = 0;
-    for (int r = 0; r < 4; ++r) {
-      h ^= h >> 16;
-      h *= 0x7feb352du;
-      h ^= h >> 15;
-      h *= 0x846ca68bu;
-      h ^= h >> 16;
-      sum += (h & 0xffffff) / 16777216.0f - 0.5f;
-    }
-    p[i] = static_cast<uint16_t>(__float_as_uint(sum * 1.732f * scale) >> 16);
-  }
-}
 
 __global__ void FillFloatKernel(float* p, size_t n, float value) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
@@ -85,8 +58,7 @@ T* Alloc(size_t n) {
 
 uint16_t* RandomBf16(size_t n, uint32_t seed, float scale) {
   uint16_t* p = Alloc<uint16_t>(n);
-  FillKernel<<<4096, 256>>>(p, n, seed, scale);
-  CHECK_CUDA(cudaGetLastError());
+  moeserve::bench::FillBf16(p, n, seed, scale);
   return p;
 }
 

@@ -26,48 +26,17 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench_util.cuh"
 #include "kernels/cuda/moe.h"
 
 namespace {
-
-#define CHECK_CUDA(expr)                                                                 \
-  do {                                                                                   \
-    cudaError_t err_ = (expr);                                                           \
-    if (err_ != cudaSuccess) {                                                           \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr,          \
-                   cudaGetErrorString(err_));                                            \
-      std::exit(1);                                                                      \
-    }                                                                                    \
-  } while (0)
 
 constexpr int kHidden = 2048, kInter = 768, kExperts = 128, kTopK = 8;
 constexpr int kSets = 16;
 constexpr int kVariants = moeserve::cuda::kMoeGemmVariants;
 
-// Deterministic pseudo-normal bf16 values (sum of 4 uniforms), never zero
-// as a whole.
-__global__ void FillKernel(uint16_t* p, size_t n, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed * 0x9e3779b9u ^
-                 static_cast<uint32_t>(i >> 32) * 0x85ebca6bu;
-    float sum = 0;
-    for (int r = 0; r < 4; ++r) {
-      h ^= h >> 16;
-      h *= 0x7feb352du;
-      h ^= h >> 15;
-      h *= 0x846ca68bu;
-      h ^= h >> 16;
-      sum += (h & 0xffffff) / 16777216.0f - 0.5f;
-    }
-    const float v = sum * 1.732f * scale;  // variance of 4 uniforms is 1/3
-    p[i] = static_cast<uint16_t>(__float_as_uint(v) >> 16);
-  }
-}
-
 void Fill(uint16_t* p, size_t n, uint32_t seed, float scale) {
-  FillKernel<<<4096, 256>>>(p, n, seed, scale);
-  CHECK_CUDA(cudaGetLastError());
+  moeserve::bench::FillBf16(p, n, seed, scale);
 }
 
 template <typename T>

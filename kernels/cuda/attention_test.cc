@@ -39,41 +39,10 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/device_buffer_testing.h"
 
 namespace moeserve::cuda {
 namespace {
-
-// A device buffer, poisoned with 0xff bytes so that anything a kernel fails
-// to write shows up.
-template <typename T>
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t n) : n_(n) {
-    if (cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)) !=
-        cudaSuccess) {
-      p_ = nullptr;
-    } else {
-      Poison();
-    }
-  }
-  explicit DeviceBuffer(const std::vector<T>& v) : DeviceBuffer(v.size()) {
-    if (p_) cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
-  }
-  ~DeviceBuffer() { cudaFree(p_); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  T* get() const { return p_; }
-  void Poison() { cudaMemset(p_, 0xff, std::max<size_t>(n_, 1) * sizeof(T)); }
-  std::vector<T> Read() const {
-    std::vector<T> v(n_);
-    cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
-    return v;
-  }
-
- private:
-  T* p_ = nullptr;
-  size_t n_;
-};
 
 std::vector<float> RandomFloats(size_t n, float scale, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.0f, scale);
