@@ -37,6 +37,7 @@ absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int
                                         const std::function<void(int32_t)>& on_token) {
   const ModelConfig& c = model.config();
   MOE_RETURN_IF_ERROR(CheckGenerateRequest(c, prompt, options.max_tokens));
+  MOE_RETURN_IF_ERROR(CheckSamplingParams(options.sampling));
   const int64_t needed = static_cast<int64_t>(prompt.size()) + options.max_tokens;
   std::vector<int32_t> stops = options.stop_token_ids;
   if (!options.ignore_eos) stops.insert(stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
@@ -47,6 +48,7 @@ absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int
 
   KvCache cache = model.NewCache(static_cast<int>(needed));
   Sampler sampler(options.sampling);
+  sampler.SetPrompt(prompt);
   std::vector<float> logits;
   const int chunk = std::max(1, options.prefill_chunk);
   for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
@@ -58,6 +60,7 @@ absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int
   int pos = static_cast<int>(prompt.size());
   while (true) {
     const int32_t next = sampler.Sample(logits.data(), c.vocab_size);
+    sampler.Accept(next);
     result.tokens.push_back(next);
     if (on_token) on_token(next);
     if (std::find(stops.begin(), stops.end(), next) != stops.end()) {

@@ -1,5 +1,7 @@
 #include "router/request_builder.h"
 
+#include "engine/sampler.h"
+
 #include <cmath>
 #include <utility>
 #include <vector>
@@ -117,10 +119,18 @@ absl::StatusOr<std::vector<int32_t>> RequestBuilder::BuildPrompt(
 
 absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
     const v1::GenerateRequest& request) const {
-  const float temperature = request.sampling().temperature();
-  if (!std::isfinite(temperature) || temperature < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sampling.temperature must be a finite number >= 0, got ", temperature));
+  const v1::SamplingParams& sp = request.sampling();
+  SamplingParams sampling;
+  sampling.temperature = sp.temperature();
+  sampling.seed = sp.seed();
+  sampling.top_k = sp.top_k();
+  sampling.top_p = sp.has_top_p() ? sp.top_p() : 1.0f;
+  sampling.min_p = sp.min_p();
+  sampling.repetition_penalty = sp.has_repetition_penalty() ? sp.repetition_penalty() : 1.0f;
+  sampling.presence_penalty = sp.presence_penalty();
+  sampling.frequency_penalty = sp.frequency_penalty();
+  if (absl::Status s = CheckSamplingParams(sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.", s.message()));
   }
   for (int i = 0; i < request.stop_token_ids_size(); ++i) {
     if (absl::Status s =
@@ -153,8 +163,15 @@ absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
   internal::v1::Submit submit;
   submit.mutable_prompt()->Add(prompt->begin(), prompt->end());
   submit.set_max_tokens(max_tokens);
-  submit.mutable_sampling()->set_temperature(temperature);
-  submit.mutable_sampling()->set_seed(request.sampling().seed());
+  internal::v1::Sampling* out = submit.mutable_sampling();
+  out->set_temperature(sampling.temperature);
+  out->set_seed(sampling.seed);
+  out->set_top_k(sampling.top_k);
+  out->set_top_p(sampling.top_p);
+  out->set_min_p(sampling.min_p);
+  out->set_repetition_penalty(sampling.repetition_penalty);
+  out->set_presence_penalty(sampling.presence_penalty);
+  out->set_frequency_penalty(sampling.frequency_penalty);
   submit.mutable_stop_token_ids()->CopyFrom(request.stop_token_ids());
   // Stop on the tokenizer's EOS too, as `moeserve run` and vLLM do (chat
   // models end their turn with it).

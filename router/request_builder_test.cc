@@ -61,6 +61,40 @@ TEST(RequestBuilderTest, TokenIdsPassThroughWithDefaults) {
   EXPECT_FALSE(s->ignore_eos());
 }
 
+TEST(RequestBuilderTest, SamplingKnobsPassThroughAndUnsetOnesAreOff) {
+  auto b = Builder(kChatModel);
+  v1::GenerateRequest r = Ids({1, 2, 3});
+  auto s = b->Build(r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->sampling().top_k(), 0);
+  EXPECT_FLOAT_EQ(s->sampling().top_p(), 1.0f);  // unset: off
+  EXPECT_FLOAT_EQ(s->sampling().min_p(), 0.0f);
+  EXPECT_FLOAT_EQ(s->sampling().repetition_penalty(), 1.0f);  // unset: off
+  v1::SamplingParams* p = r.mutable_sampling();
+  p->set_top_k(5);
+  p->set_top_p(0.8f);
+  p->set_min_p(0.1f);
+  p->set_repetition_penalty(1.2f);
+  p->set_presence_penalty(-0.5f);
+  p->set_frequency_penalty(0.25f);
+  s = b->Build(r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->sampling().top_k(), 5);
+  EXPECT_FLOAT_EQ(s->sampling().top_p(), 0.8f);
+  EXPECT_FLOAT_EQ(s->sampling().min_p(), 0.1f);
+  EXPECT_FLOAT_EQ(s->sampling().repetition_penalty(), 1.2f);
+  EXPECT_FLOAT_EQ(s->sampling().presence_penalty(), -0.5f);
+  EXPECT_FLOAT_EQ(s->sampling().frequency_penalty(), 0.25f);
+  p->set_top_p(0.0f);  // set to 0 is not unset
+  ExpectError(b->Build(r), absl::StatusCode::kInvalidArgument, "sampling.top_p");
+  p->set_top_p(1.0f);
+  p->set_repetition_penalty(0.0f);
+  ExpectError(b->Build(r), absl::StatusCode::kInvalidArgument, "sampling.repetition_penalty");
+  p->set_repetition_penalty(1.0f);
+  p->set_top_k(-1);
+  ExpectError(b->Build(r), absl::StatusCode::kInvalidArgument, "sampling.top_k");
+}
+
 TEST(RequestBuilderTest, IgnoreEosLeavesEosOut) {
   auto b = Builder(kChatModel);
   v1::GenerateRequest r = Ids({1});

@@ -186,6 +186,11 @@ class ClusterTest(unittest.TestCase):
                 (dict(), "prompt"),
                 (dict(token_ids=inference_pb2.TokenIds(ids=[1]),
                       sampling=inference_pb2.SamplingParams(temperature=-1)), "temperature"),
+                (dict(token_ids=inference_pb2.TokenIds(ids=[1]),
+                      sampling=inference_pb2.SamplingParams(top_p=0)), "top_p"),
+                (dict(token_ids=inference_pb2.TokenIds(ids=[1]),
+                      sampling=inference_pb2.SamplingParams(presence_penalty=3)),
+                 "presence_penalty"),
             ]
             for request, word in cases:
                 with self.assertRaises(grpc.RpcError) as e:
@@ -200,6 +205,47 @@ class ClusterTest(unittest.TestCase):
             tokens, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=[1, 2]),
                                       max_tokens=2, ignore_eos=True)
             self.assertEqual(len(tokens), 2)
+
+    def test_sampling_parameters_match_run_and_do_not_depend_on_the_batch(self):
+        # Every sampling knob at once, seeded: the cluster must give the same
+        # tokens as `moeserve run` with the same flags, alone and with other
+        # requests in the batch; top_k=1 at temperature 1 must be greedy.
+        model = f"{FIXTURES}/qwen3_moe_f32"
+        prompt = [5, 17, 42, 9, 77, 3]
+        knobs = dict(temperature=0.9, seed=1234, top_k=40, top_p=0.9, min_p=0.02,
+                     repetition_penalty=1.3, presence_penalty=0.4, frequency_penalty=0.3)
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in knobs.items()]
+        want = run_json(model, "--prompt-ids", ",".join(map(str, prompt)), "--max-tokens", "24",
+                        "--ignore-eos", *flags)["token_ids"]
+        greedy = run_json(model, "--prompt-ids", ",".join(map(str, prompt)), "--max-tokens",
+                          "24", "--ignore-eos")["token_ids"]
+        sampling = inference_pb2.SamplingParams(**knobs)
+        with Cluster(model, WORKERS) as c:
+            alone, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=prompt),
+                                     max_tokens=24, ignore_eos=True, sampling=sampling)
+            self.assertEqual(alone, want)
+            results, errors = {}, []
+
+            def one(i):
+                try:
+                    ids = prompt if i == 0 else [i + 2] * (3 + i)
+                    results[i] = c.generate(token_ids=inference_pb2.TokenIds(ids=ids),
+                                            max_tokens=24, ignore_eos=True,
+                                            sampling=sampling)[0]
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(e)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertFalse(errors, errors)
+            self.assertEqual(results[0], want)
+            top1, _, _ = c.generate(
+                token_ids=inference_pb2.TokenIds(ids=prompt), max_tokens=24, ignore_eos=True,
+                sampling=inference_pb2.SamplingParams(temperature=1.0, seed=7, top_k=1))
+            self.assertEqual(top1, greedy)
+        self.assertNotEqual(want, greedy)  # the knobs did change the output
 
     def test_health_is_serving_and_reflection_lists_the_service(self):
         # grpc.health.v1.Health/Check by hand (Debian has no grpc_health

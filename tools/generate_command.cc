@@ -17,6 +17,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli_flags.h"
+#include "engine/sampler.h"
+#include "tools/sampling_flags.h"
 #include "grpcpp/grpcpp.h"
 #include "moeserve/v1/inference.grpc.pb.h"
 #include "nlohmann/json.hpp"
@@ -32,8 +34,7 @@ struct GenerateFlags {
   bool chat = false;
   std::string system;
   int max_tokens = 64;
-  float temperature = 0.0f;
-  uint64_t seed = 0;
+  SamplingParams sampling;
   bool ignore_eos = false;
   std::string stop_token_ids;
   std::string format = "text";
@@ -78,7 +79,9 @@ absl::Status Validate(const GenerateFlags& f, const FlagSet& flags) {
         absl::StrCat("--format must be text or json, got '", f.format, "'"));
   }
   if (f.max_tokens < 0) return absl::InvalidArgumentError("--max-tokens must be >= 0");
-  if (f.temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
+  if (absl::Status s = CheckSamplingParams(f.sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad sampling flag: ", s.message()));
+  }
   if (f.timeout < 0) return absl::InvalidArgumentError("--timeout must be >= 0");
   return absl::OkStatus();
 }
@@ -106,8 +109,15 @@ absl::StatusOr<v1::GenerateRequest> BuildRequest(const GenerateFlags& f, const F
     if (absl::Status s = ParseIdList(f.stop_token_ids, "stop-token-ids", &ids); !s.ok()) return s;
     request.mutable_stop_token_ids()->Add(ids.begin(), ids.end());
   }
-  request.mutable_sampling()->set_temperature(f.temperature);
-  request.mutable_sampling()->set_seed(f.seed);
+  v1::SamplingParams* sp = request.mutable_sampling();
+  sp->set_temperature(f.sampling.temperature);
+  sp->set_seed(f.sampling.seed);
+  sp->set_top_k(f.sampling.top_k);
+  sp->set_top_p(f.sampling.top_p);
+  sp->set_min_p(f.sampling.min_p);
+  sp->set_repetition_penalty(f.sampling.repetition_penalty);
+  sp->set_presence_penalty(f.sampling.presence_penalty);
+  sp->set_frequency_penalty(f.sampling.frequency_penalty);
   request.set_max_tokens(static_cast<uint32_t>(f.max_tokens));
   request.set_ignore_eos(f.ignore_eos);
   return request;
@@ -128,8 +138,7 @@ int GenerateCommand(int argc, char** argv) {
   flags.Bool("chat", &f.chat, "Send --prompt as a user message through the chat template.");
   flags.String("system", &f.system, "TEXT", "System message for --chat.");
   flags.Int("max-tokens", &f.max_tokens, "N", "Most tokens to generate (0: the server's 16).");
-  flags.Float("temperature", &f.temperature, "T", "Sampling temperature; 0 is greedy.");
-  flags.Uint64("seed", &f.seed, "S", "Seed of the sampler (same seed, same output).");
+  AddSamplingFlags(flags, &f.sampling);
   flags.Bool("ignore-eos", &f.ignore_eos, "Do not stop at the model's EOS tokens.");
   flags.String("stop-token-ids", &f.stop_token_ids, "IDS", "Extra token ids that end generation.");
   flags.String("format", &f.format, "text|json",

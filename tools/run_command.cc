@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/cli_flags.h"
+#include "engine/sampler.h"
+#include "tools/sampling_flags.h"
 #include "engine/generator.h"
 #include "engine/transformer.h"
 #include "kernels/cpu/linear.h"
@@ -33,8 +35,7 @@ struct RunFlags {
   std::string system;
   std::string chat_format;
   int max_tokens = 64;
-  float temperature = 0.0f;
-  uint64_t seed = 0;
+  SamplingParams sampling;
   bool ignore_eos = false;
   std::string stop_token_ids;
   std::string format = "text";
@@ -113,7 +114,9 @@ absl::Status Validate(const RunFlags& f, const FlagSet& flags) {
         absl::StrCat("--format must be text or json, got '", f.format, "'"));
   }
   if (f.max_tokens < 0) return absl::InvalidArgumentError("--max-tokens must be >= 0");
-  if (f.temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
+  if (absl::Status s = CheckSamplingParams(f.sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad sampling flag: ", s.message()));
+  }
   return absl::OkStatus();
 }
 
@@ -140,8 +143,7 @@ int RunCommand(int argc, char** argv) {
   flags.String("chat-format", &f.chat_format, "NAME",
                "Chat format instead of detecting the template: chatml, qwen3, llama2, mistral.");
   flags.Int("max-tokens", &f.max_tokens, "N", "Most tokens to generate.");
-  flags.Float("temperature", &f.temperature, "T", "Sampling temperature; 0 is greedy.");
-  flags.Uint64("seed", &f.seed, "S", "Seed of the sampler (same seed, same output).");
+  AddSamplingFlags(flags, &f.sampling);
   flags.Bool("ignore-eos", &f.ignore_eos, "Do not stop at the model's EOS tokens.");
   flags.String("stop-token-ids", &f.stop_token_ids, "IDS", "Extra token ids that end generation.");
   flags.String("format", &f.format, "text|json",
@@ -177,7 +179,7 @@ int RunCommand(int argc, char** argv) {
 
   GenerateOptions options;
   options.max_tokens = f.max_tokens;
-  options.sampling = {f.temperature, f.seed};
+  options.sampling = f.sampling;
   options.ignore_eos = f.ignore_eos;
   if (!f.stop_token_ids.empty()) {
     if (absl::Status s = ParseIdList(f.stop_token_ids, "stop-token-ids", &options.stop_token_ids);

@@ -20,7 +20,9 @@ uint64_t MonotonicNanos() {
 
 struct Engine::Request {
   Request(std::shared_ptr<RequestSink> s, WorkItem w, KvCache c)
-      : sink(std::move(s)), item(std::move(w)), cache(std::move(c)), sampler(item.sampling) {}
+      : sink(std::move(s)), item(std::move(w)), cache(std::move(c)), sampler(item.sampling) {
+    sampler.SetPrompt(item.prompt);
+  }
 
   std::shared_ptr<RequestSink> sink;
   WorkItem item;
@@ -42,6 +44,7 @@ Engine::~Engine() = default;
 
 absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
   MOE_RETURN_IF_ERROR(CheckGenerateRequest(model_.config(), item.prompt, item.max_tokens));
+  MOE_RETURN_IF_ERROR(CheckSamplingParams(item.sampling));
   {
     std::lock_guard<std::mutex> l(mu_);
     if (exited_) return absl::UnavailableError("this worker's engine has stopped");
@@ -293,6 +296,7 @@ absl::Status Engine::Run() {
         if (r.prefilled < r.prompt_size()) continue;  // more prompt to go
       }
       const int32_t next = r.sampler.Sample(&logits[i * c.vocab_size], c.vocab_size);
+      r.sampler.Accept(next);
       r.generated.push_back(next);
       r.fresh.push_back(next);
       ++generated;

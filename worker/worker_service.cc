@@ -74,8 +74,15 @@ grpc::Status WorkerService::Connect(
       item.request_id = s.request_id();
       item.prompt.assign(s.prompt().begin(), s.prompt().end());
       item.max_tokens = static_cast<int>(s.max_tokens());
-      item.sampling.temperature = s.sampling().temperature();
-      item.sampling.seed = s.sampling().seed();
+      const v1::Sampling& sp = s.sampling();
+      item.sampling.temperature = sp.temperature();
+      item.sampling.seed = sp.seed();
+      item.sampling.top_k = sp.top_k();
+      item.sampling.top_p = sp.top_p();
+      item.sampling.min_p = sp.min_p();
+      item.sampling.repetition_penalty = sp.repetition_penalty();
+      item.sampling.presence_penalty = sp.presence_penalty();
+      item.sampling.frequency_penalty = sp.frequency_penalty();
       item.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
       item.ignore_eos = s.ignore_eos();
       if (absl::Status st = engine_->Submit(sink, std::move(item)); !st.ok()) {
