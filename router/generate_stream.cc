@@ -48,8 +48,10 @@ grpc::Status ErrorStatus(const internal::v1::Terminal& t) {
 }  // namespace
 
 GenerateReactor* GenerateStream::Start(WorkerPool* pool, const Tokenizer* tokenizer,
-                                       internal::v1::Submit submit) {
-  auto stream = std::make_shared<GenerateStream>(pool, tokenizer, submit.prompt());
+                                       internal::v1::Submit submit,
+                                       std::vector<std::string> stop) {
+  auto stream =
+      std::make_shared<GenerateStream>(pool, tokenizer, submit.prompt(), std::move(stop));
   auto* reactor = new StreamReactor(stream);
   {
     absl::MutexLock lock(&stream->mu_);
@@ -75,9 +77,10 @@ GenerateReactor* GenerateStream::Reject(const grpc::Status& status) {
 }
 
 GenerateStream::GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer,
-                               absl::Span<const int32_t> prompt)
+                               absl::Span<const int32_t> prompt, std::vector<std::string> stop)
     : pool_(pool), prompt_tokens_(static_cast<uint32_t>(prompt.size())) {
   if (tokenizer != nullptr) decoder_.emplace(tokenizer, /*skip_special_tokens=*/true, prompt);
+  if (decoder_ && !stop.empty()) stop_.emplace(std::move(stop));
 }
 
 void GenerateStream::SetTicket(WorkerPool::Ticket ticket) {
@@ -90,27 +93,74 @@ void GenerateStream::SetTicket(WorkerPool::Ticket ticket) {
   if (abort) pool_->Abort(ticket);
 }
 
+v1::Finish GenerateStream::MakeFinishLocked(v1::FinishReason reason) {
+  v1::Finish finish;
+  finish.set_reason(reason);
+  // Usage is what this call submitted and streamed (the worker's own counts
+  // in the Terminal say the same when all is well, and no stop string cut
+  // the output short).
+  finish.mutable_usage()->set_prompt_tokens(prompt_tokens_);
+  finish.mutable_usage()->set_completion_tokens(completion_tokens_);
+  return finish;
+}
+
+bool GenerateStream::MatchStopsLocked(absl::Span<const int32_t> token_ids) {
+  for (int32_t id : token_ids) {
+    pending_.push_back(id);
+    ++completion_tokens_;
+    pending_text_ += stop_->Push(decoder_->Append(id));
+    if (stop_->stopped()) return true;
+  }
+  return false;
+}
+
 void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
                               const internal::v1::Terminal* terminal) {
-  absl::MutexLock lock(&mu_);
-  if (ended_) return;
-  pending_.insert(pending_.end(), token_ids.begin(), token_ids.end());
-  completion_tokens_ += token_ids.size();
-  if (terminal != nullptr) {
-    ended_ = true;
-    if (terminal->code() == 0) {
-      v1::Finish finish;
-      finish.set_reason(PublicReason(terminal->finish_reason()));
-      // Usage is what this call submitted and streamed (the worker's own
-      // counts in the Terminal say the same when all is well).
-      finish.mutable_usage()->set_prompt_tokens(prompt_tokens_);
-      finish.mutable_usage()->set_completion_tokens(completion_tokens_);
-      finish_ = std::move(finish);
+  std::optional<WorkerPool::Ticket> abort;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_) return;
+    if (stop_) {
+      if (MatchStopsLocked(token_ids)) {
+        ended_ = true;
+        finish_ = MakeFinishLocked(v1::FINISH_REASON_STOP);
+        // The worker would decode on until max_tokens: free the request
+        // there now, as a cancel does (unless this very batch ended it).
+        if (terminal == nullptr) {
+          if (ticket_) {
+            abort = ticket_;
+          } else {
+            abort_wanted_ = true;
+          }
+        }
+        terminal = nullptr;  // the outcome is decided
+      }
     } else {
-      error_ = ErrorStatus(*terminal);
+      pending_.insert(pending_.end(), token_ids.begin(), token_ids.end());
+      completion_tokens_ += token_ids.size();
     }
+    if (terminal != nullptr) {
+      ended_ = true;
+      if (terminal->code() == 0) {
+        v1::FinishReason reason = PublicReason(terminal->finish_reason());
+        if (stop_) {
+          // The decoder's last held-back bytes may still complete a stop
+          // string; otherwise whatever was held back goes out now.
+          pending_text_ += stop_->Push(decoder_->Flush());
+          if (stop_->stopped()) {
+            reason = v1::FINISH_REASON_STOP;
+          } else {
+            pending_text_ += stop_->Flush();
+          }
+        }
+        finish_ = MakeFinishLocked(reason);
+      } else {
+        error_ = ErrorStatus(*terminal);
+      }
+    }
+    MaybeWriteLocked();
   }
-  MaybeWriteLocked();
+  if (abort) pool_->Abort(*abort);
 }
 
 void GenerateStream::MaybeWriteLocked() {
@@ -120,10 +170,13 @@ void GenerateStream::MaybeWriteLocked() {
     reactor_ = nullptr;
     return;
   }
-  if (pending_.empty() && !finish_) return;
+  if (pending_.empty() && pending_text_.empty() && !finish_) return;
   out_.Clear();
   out_.mutable_token_ids()->Add(pending_.begin(), pending_.end());
-  if (decoder_) {
+  if (stop_) {
+    out_.set_text(std::move(pending_text_));  // decoded and flushed already
+    pending_text_.clear();
+  } else if (decoder_) {
     std::string text;
     for (int32_t id : pending_) text += decoder_->Append(id);
     if (finish_) text += decoder_->Flush();

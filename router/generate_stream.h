@@ -15,6 +15,14 @@
 //                   request on its worker at once, Finish(CANCELLED); any
 //                   later output for it is ignored.
 //
+// With stop strings (GenerateRequest.stop) the reader thread detokenizes
+// each id as it arrives and runs the text through a StopMatcher, so that
+// the id that completes a stop string is known at once: the call then ends
+// OK with finish reason STOP (the ids up to and including that one, the
+// text before the stop string), and the request is aborted on its worker
+// the way a cancel is. Text that may still begin a stop string is held back
+// (its ids are sent) until it can no longer match, or until the end.
+//
 // Exactly one Finish per call. The reactor holds a shared_ptr to the stream
 // and the pool holds another until the request's terminal or abort, so
 // neither side ever touches freed state; the stream drops its reactor
@@ -25,12 +33,14 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_callback.h"
 #include "moeserve/v1/inference.pb.h"
+#include "router/stop_matcher.h"
 #include "router/worker_pool.h"
 #include "tokenizer/incremental_decoder.h"
 
@@ -43,14 +53,18 @@ class GenerateStream : public RequestSink {
  public:
   // Places `submit` on a worker through `pool` and returns the reactor for
   // gRPC to drive (it deletes itself in OnDone). `tokenizer` may be null
-  // (then responses carry ids only); it and `pool` must outlive the call.
+  // (then responses carry ids only, and `stop` must be empty); it and `pool`
+  // must outlive the call. `stop`: the request's stop strings (checked by
+  // RequestBuilder: non-empty).
   static GenerateReactor* Start(WorkerPool* pool, const Tokenizer* tokenizer,
-                                internal::v1::Submit submit);
+                                internal::v1::Submit submit,
+                                std::vector<std::string> stop = {});
 
   // A reactor that only finishes with `status` (for rejected requests).
   static GenerateReactor* Reject(const grpc::Status& status);
 
-  GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer, absl::Span<const int32_t> prompt);
+  GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer, absl::Span<const int32_t> prompt,
+                 std::vector<std::string> stop = {});
 
   // RequestSink (the pool's side).
   void OnOutput(absl::Span<const int32_t> token_ids,
@@ -65,6 +79,11 @@ class GenerateStream : public RequestSink {
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the call as cancelled; true if the worker must be told.
   bool CancelLocked(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stop-string mode: detokenizes `token_ids` into pending_text_ one id at a
+  // time; true if one completed a stop string (ids after it are dropped).
+  bool MatchStopsLocked(absl::Span<const int32_t> token_ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The finish message for an OK end.
+  v1::Finish MakeFinishLocked(v1::FinishReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTicket(WorkerPool::Ticket ticket);
 
   WorkerPool* const pool_;
@@ -78,6 +97,10 @@ class GenerateStream : public RequestSink {
   std::optional<v1::Finish> finish_ ABSL_GUARDED_BY(mu_);
   std::vector<int32_t> pending_ ABSL_GUARDED_BY(mu_);
   std::optional<IncrementalDecoder> decoder_ ABSL_GUARDED_BY(mu_);
+  // Set when the request has stop strings; then the text of pending_ is
+  // decoded already, into pending_text_.
+  std::optional<StopMatcher> stop_ ABSL_GUARDED_BY(mu_);
+  std::string pending_text_ ABSL_GUARDED_BY(mu_);
   v1::GenerateResponse out_ ABSL_GUARDED_BY(mu_);  // the message being written
   std::optional<WorkerPool::Ticket> ticket_ ABSL_GUARDED_BY(mu_);
   bool abort_wanted_ ABSL_GUARDED_BY(mu_) = false;  // cancelled before the ticket was known

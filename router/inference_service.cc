@@ -1,6 +1,8 @@
 #include "router/inference_service.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "router/generate_stream.h"
 #include "router/status_convert.h"
@@ -26,7 +28,9 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
   absl::StatusOr<internal::v1::Submit> submit = builder_->Build(*request);
   if (!submit.ok()) return GenerateStream::Reject(ToGrpcStatus(submit.status()));
-  return GenerateStream::Start(pool_, builder_->tokenizer(), *std::move(submit));
+  return GenerateStream::Start(pool_, builder_->tokenizer(), *std::move(submit),
+                               std::vector<std::string>(request->stop().begin(),
+                                                        request->stop().end()));
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,

@@ -3,6 +3,7 @@
 // the workers.
 #include "router/inference_service.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <thread>
@@ -308,6 +309,164 @@ TEST_F(InferenceServiceTest, ManyConcurrentCallsEachEndOnce) {
   }
   EXPECT_EQ(ok, kCalls - kCalls / 3);
   EXPECT_TRUE(Drained());
+}
+
+// Stop strings. The chat model's tokenizer splits kSentence into
+//   " w" "or" "ld" "," " " "h" "ow" " ar" "e" " you" "?" " The" " s" "ea"
+//   " is" " c" "a" "l" "m" " t" "on" "i" "gh" "t" "."
+constexpr char kSentence[] = " world, how are you? The sea is calm tonight.";
+
+class StopStringTest : public InferenceServiceTest {
+ protected:
+  struct Outcome {
+    uint64_t request_id = 0;
+    grpc::Status status;
+    std::string text;
+    std::vector<int32_t> ids;
+    std::vector<v1::GenerateResponse> responses;
+  };
+
+  void SetUp() override {
+    InferenceServiceTest::SetUp();
+    sentence_ = builder_->tokenizer()->Encode(kSentence, /*add_special_tokens=*/false);
+    ASSERT_EQ(sentence_.size(), 25u);
+  }
+
+  // Generates kSentence for a text request with `stops`: the worker sends
+  // the ids `per_message` at a time (all of them, even after a stop: the
+  // router must drop the rest), then, if `finish`, an OK LENGTH terminal
+  // with nothing more.
+  Outcome Generate(const std::vector<std::string>& stops, size_t per_message = 1,
+                   bool finish = false) {
+    workers_[0]->Connect(0, 1);
+    v1::GenerateRequest r;
+    r.set_text("Hello");
+    r.set_max_tokens(64);
+    for (const std::string& s : stops) r.add_stop(s);
+    Call call(stub_.get(), r);
+    Outcome o;
+    EXPECT_TRUE(workers_[0]->WaitForSubmits(1));
+    if (workers_[0]->submits().empty()) return o;
+    o.request_id = workers_[0]->submits()[0].request_id();
+    for (size_t i = 0; i < sentence_.size(); i += per_message) {
+      const size_t end = std::min(sentence_.size(), i + per_message);
+      workers_[0]->SendTokens(o.request_id, std::vector<int32_t>(sentence_.begin() + i,
+                                                                 sentence_.begin() + end));
+    }
+    if (finish) {
+      workers_[0]->Finish(o.request_id, {}, internal::v1::FINISH_REASON_LENGTH, 0, 0);
+    }
+    o.status = call.Join();
+    o.text = call.Text();
+    o.ids = call.Ids();
+    o.responses = call.responses();
+    return o;
+  }
+
+  // Checks a call that a stop string ended at token `last` (0-based): the
+  // text, the ids up to and including that token, one finish (STOP, usage),
+  // the worker told to abort.
+  void ExpectStopped(const Outcome& o, const std::string& text, size_t last) {
+    ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+    EXPECT_EQ(o.text, text);
+    EXPECT_EQ(o.ids, std::vector<int32_t>(sentence_.begin(), sentence_.begin() + last + 1));
+    ASSERT_FALSE(o.responses.empty());
+    for (size_t i = 0; i + 1 < o.responses.size(); ++i) EXPECT_FALSE(o.responses[i].has_finish());
+    const v1::Finish& finish = o.responses.back().finish();
+    EXPECT_EQ(finish.reason(), v1::FINISH_REASON_STOP);
+    EXPECT_EQ(finish.usage().completion_tokens(), last + 1);
+    EXPECT_EQ(finish.usage().prompt_tokens(),
+              static_cast<uint32_t>(workers_[0]->submits()[0].prompt_size()));
+    ASSERT_TRUE(workers_[0]->WaitForAborts(1));
+    EXPECT_EQ(workers_[0]->aborts(), std::vector<uint64_t>({o.request_id}));
+    EXPECT_TRUE(Drained());
+  }
+
+  std::vector<int32_t> sentence_;
+};
+
+TEST_F(StopStringTest, InsideOneToken) {
+  // "Th" lies inside " The" (token 11).
+  ExpectStopped(Generate({"Th"}), " world, how are you? ", 11);
+}
+
+TEST_F(StopStringTest, AcrossTwoTokens) {
+  // "ld" + "," (tokens 2 and 3).
+  ExpectStopped(Generate({"ld,"}), " wor", 3);
+}
+
+TEST_F(StopStringTest, AcrossThreeTokens) {
+  // "ea" + " is" + " c" (tokens 13 to 15).
+  ExpectStopped(Generate({"ea is c"}), " world, how are you? The s", 15);
+}
+
+TEST_F(StopStringTest, AcrossTokensOfOneMessage) {
+  // The same, with the ids arriving 4 to a message: ids after the one that
+  // completed the match are not sent.
+  ExpectStopped(Generate({"ea is c"}, /*per_message=*/4), " world, how are you? The s", 15);
+}
+
+TEST_F(StopStringTest, FailedPartialMatchesLoseNothing) {
+  // " is calm" is held back over five tokens, then " t" breaks the match;
+  // "you" (then "?") and the final "." (then the end) are held back too.
+  Outcome o = Generate({" is calm!", "you!", ".!"}, 1, /*finish=*/true);
+  ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+  EXPECT_EQ(o.text, kSentence);
+  EXPECT_EQ(o.ids, sentence_);
+  EXPECT_EQ(o.responses.back().finish().reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(o.responses.back().finish().usage().completion_tokens(), sentence_.size());
+  EXPECT_TRUE(workers_[0]->aborts().empty());
+  EXPECT_TRUE(Drained());
+}
+
+TEST_F(StopStringTest, EarlierOccurrenceWins) {
+  // Both complete with "ld" (token 2); "orl" begins first.
+  ExpectStopped(Generate({"ld", "orl"}), " w", 2);
+}
+
+TEST_F(StopStringTest, FirstToCompleteWinsWhicheverIsListedFirst) {
+  // "how" (token 6) long before "sea".
+  ExpectStopped(Generate({"sea", "how"}), " world, ", 6);
+}
+
+TEST_F(StopStringTest, StopInTheBatchThatEndsTheRequest) {
+  // The worker's terminal comes with the stop: STOP, and nothing to abort.
+  workers_[0]->Connect(0, 1);
+  v1::GenerateRequest r;
+  r.set_text("Hello");
+  r.add_stop("you");
+  Call call(stub_.get(), r);
+  ASSERT_TRUE(workers_[0]->WaitForSubmits(1));
+  const uint64_t id = workers_[0]->submits()[0].request_id();
+  workers_[0]->Finish(id, sentence_, internal::v1::FINISH_REASON_LENGTH, 0, 0);
+  ASSERT_TRUE(call.Join().ok());
+  EXPECT_EQ(call.Text(), " world, how are ");
+  EXPECT_EQ(call.Ids(), std::vector<int32_t>(sentence_.begin(), sentence_.begin() + 10));
+  EXPECT_EQ(call.responses().back().finish().reason(), v1::FINISH_REASON_STOP);
+  EXPECT_EQ(call.responses().back().finish().usage().completion_tokens(), 10u);
+  EXPECT_TRUE(workers_[0]->aborts().empty());
+  EXPECT_TRUE(Drained());
+}
+
+TEST_F(StopStringTest, NoMatchIsUnchanged) {
+  Outcome o = Generate({"zzz"}, 3, /*finish=*/true);
+  ASSERT_TRUE(o.status.ok());
+  EXPECT_EQ(o.text, kSentence);
+  EXPECT_EQ(o.ids, sentence_);
+  EXPECT_EQ(o.responses.back().finish().reason(), v1::FINISH_REASON_LENGTH);
+}
+
+TEST_F(StopStringTest, BadStopStringsAreInvalidArgument) {
+  workers_[0]->Connect(0, 1);
+  v1::GenerateRequest r;
+  r.set_text("Hello");
+  r.add_stop("ok");
+  r.add_stop("");
+  Call call(stub_.get(), r);
+  const grpc::Status& s = call.Join();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "stop[1] is empty");
+  EXPECT_TRUE(workers_[0]->submits().empty());
 }
 
 TEST_F(InferenceServiceTest, GetModelInfo) {

@@ -65,6 +65,30 @@ absl::Status RequestBuilder::CheckId(int32_t id, const std::string& field) const
       field, " is ", id, ", outside the model's vocabulary [0, ", config_.vocab_size, ")"));
 }
 
+absl::Status RequestBuilder::CheckStops(const v1::GenerateRequest& request) const {
+  const auto& stop = request.stop();
+  if (stop.size() > kMaxStopStrings) {
+    return absl::InvalidArgumentError(absl::StrCat("stop[", kMaxStopStrings, "]: at most ",
+                                                   kMaxStopStrings, " stop strings are allowed, got ",
+                                                   stop.size()));
+  }
+  for (int i = 0; i < stop.size(); ++i) {
+    if (stop[i].empty()) return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] is empty"));
+    if (stop[i].size() > kMaxStopStringBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] is ", stop[i].size(),
+                                                     " bytes; at most ", kMaxStopStringBytes,
+                                                     " are allowed"));
+    }
+  }
+  if (!stop.empty() && !text_.tokenizer) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", model_name_,
+                     " has no tokenizer.json, so stop strings cannot be matched against the "
+                     "output text: use stop_token_ids"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<int32_t>> RequestBuilder::BuildChatPrompt(
     const v1::ChatMessages& chat) const {
   if (absl::Status s = NeedTokenizer("chat"); !s.ok()) return s;
@@ -139,6 +163,7 @@ absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
       return s;
     }
   }
+  if (absl::Status s = CheckStops(request); !s.ok()) return s;
   auto prompt = BuildPrompt(request);
   if (!prompt.ok()) return prompt.status();
   if (prompt->empty()) return absl::InvalidArgumentError("the prompt has no tokens");

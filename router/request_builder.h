@@ -14,13 +14,14 @@
 //
 // Errors: INVALID_ARGUMENT for anything wrong with the request (the message
 // names the field: "text", "token_ids.ids[3]", "chat.messages[1].role",
-// "sampling.temperature", "max_tokens", "stop_token_ids[0]"),
+// "sampling.temperature", "max_tokens", "stop_token_ids[0]", "stop[2]"),
 // FAILED_PRECONDITION when the model cannot serve that kind of prompt (no
-// tokenizer.json; chat without a recognised chat template or
+// tokenizer.json for text, chat or stop strings; chat without a recognised chat template or
 // --chat-format). Thread-safe: Build is const and the tokenizer is.
 #ifndef MOESERVE_ROUTER_REQUEST_BUILDER_H_
 #define MOESERVE_ROUTER_REQUEST_BUILDER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -40,6 +41,10 @@ namespace router {
 
 // max_tokens when the request leaves it 0.
 inline constexpr uint32_t kDefaultMaxTokens = 16;
+// Limits on GenerateRequest.stop; they bound the router's matching work per
+// streamed token.
+inline constexpr int kMaxStopStrings = 16;
+inline constexpr size_t kMaxStopStringBytes = 256;
 
 class RequestBuilder {
  public:
@@ -65,6 +70,9 @@ class RequestBuilder {
   absl::StatusOr<std::vector<int32_t>> BuildPrompt(const v1::GenerateRequest& request) const;
   absl::StatusOr<std::vector<int32_t>> BuildChatPrompt(const v1::ChatMessages& chat) const;
   absl::Status NeedTokenizer(const char* kind) const;
+  // INVALID_ARGUMENT naming stop[i] for too many, empty or too long stop
+  // strings; FAILED_PRECONDITION for stop strings without a tokenizer.
+  absl::Status CheckStops(const v1::GenerateRequest& request) const;
   // INVALID_ARGUMENT naming `field` if `id` is outside [0, vocab_size).
   absl::Status CheckId(int32_t id, const std::string& field) const;
 

@@ -208,6 +208,36 @@ TEST(RequestBuilderTest, NoTokenizerMeansTokenIdsOnly) {
   EXPECT_TRUE(s->stop_token_ids().empty());  // no tokenizer EOS to add
 }
 
+TEST(RequestBuilderTest, StopStrings) {
+  auto b = Builder(kChatModel);
+  v1::GenerateRequest r = Ids({1, 2});
+  r.add_stop("\n\n");
+  r.add_stop(std::string(kMaxStopStringBytes, 'x'));
+  EXPECT_TRUE(b->Build(r).ok());  // the strings stay in the router: no Submit field
+
+  v1::GenerateRequest empty = r;
+  empty.add_stop("");
+  ExpectError(b->Build(empty), absl::StatusCode::kInvalidArgument, "stop[2] is empty");
+
+  v1::GenerateRequest long_one = r;
+  long_one.set_stop(0, std::string(kMaxStopStringBytes + 1, 'x'));
+  ExpectError(b->Build(long_one), absl::StatusCode::kInvalidArgument,
+              "stop[0] is 257 bytes; at most 256 are allowed");
+
+  v1::GenerateRequest many = Ids({1, 2});
+  for (int i = 0; i < kMaxStopStrings; ++i) many.add_stop(std::to_string(i));
+  EXPECT_TRUE(b->Build(many).ok());
+  many.add_stop("one more");
+  ExpectError(b->Build(many), absl::StatusCode::kInvalidArgument,
+              "stop[16]: at most 16 stop strings are allowed, got 17");
+
+  // Matching needs the text, so the tokenizer.
+  v1::GenerateRequest bare = Ids({1, 2});
+  bare.add_stop("x");
+  ExpectError(Builder(kBareModel)->Build(bare), absl::StatusCode::kFailedPrecondition,
+              "stop strings cannot be matched");
+}
+
 TEST(RequestBuilderTest, ChatFormatFlag) {
   // A bad flag value fails at startup.
   auto config = LoadModelConfig(kChatModel);

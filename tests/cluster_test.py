@@ -155,6 +155,51 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(p.stdout.decode(), want["text"] + "\n")
 
+    def test_stop_string_across_a_token_boundary_ends_the_output_before_it(self):
+        model = f"{FIXTURES}/qwen3_moe_chat"
+        prompt = dict(text="Tell me about the sea.", max_tokens=32, ignore_eos=True)
+        with Cluster(model, WORKERS) as c:
+            chunks, tokens = [], []
+            for chunk in c.stub.Generate(inference_pb2.GenerateRequest(**prompt), timeout=120):
+                chunks.append(chunk.text)
+                tokens.extend(chunk.token_ids)
+            full = "".join(chunks)
+            # A stop string made of the end of one chunk and the start of the
+            # next (chunk boundaries are token boundaries), found nowhere
+            # earlier in the text.
+            stop, at = None, 0
+            for i in range(len(chunks) - 1):
+                at += len(chunks[i])
+                a, b = chunks[i], chunks[i + 1]
+                if a and b:
+                    candidate = a[-2:] + b[:2]
+                    if full.find(candidate) == at - len(a[-2:]):
+                        stop = candidate
+                        break
+            self.assertIsNotNone(stop, chunks)
+            want_text = full[:full.find(stop)]
+            got_tokens, text, finish = c.generate(stop=[stop], **prompt)
+            self.assertEqual(text, want_text, (stop, chunks))
+            self.assertEqual(finish.reason, inference_pb2.FINISH_REASON_STOP)
+            self.assertLess(len(got_tokens), len(tokens))
+            self.assertEqual(got_tokens, tokens[:len(got_tokens)])
+            self.assertEqual(finish.usage.completion_tokens, len(got_tokens))
+            # The request was aborted on its worker.
+            deadline = time.time() + 5
+            while time.time() < deadline and any(
+                    c.worker_status(r).active_requests for r in range(WORKERS)):
+                time.sleep(0.02)
+            for r in range(WORKERS):
+                self.assertEqual(c.worker_status(r).active_requests, 0, f"rank {r}")
+            # The CLI's --stop.
+            p = subprocess.run([BIN, "generate", "--target", c.target, "--prompt", prompt["text"],
+                                "--max-tokens", "32", "--ignore-eos", "--stop", stop,
+                                "--format", "json"], capture_output=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out = json.loads(p.stdout)
+            self.assertEqual(out["text"], want_text)
+            self.assertEqual(out["finish_reason"], "stop")
+
     def test_cancel_frees_the_request_on_its_worker(self):
         with Cluster(f"{FIXTURES}/qwen3_moe_f32", WORKERS) as c:
             call = c.stub.Generate(inference_pb2.GenerateRequest(

@@ -37,6 +37,7 @@ struct GenerateFlags {
   SamplingParams sampling;
   bool ignore_eos = false;
   std::string stop_token_ids;
+  std::string stop;  // one stop string (FlagSet has no repeated flags)
   std::string format = "text";
   float timeout = 0;  // seconds; 0: none
 };
@@ -109,6 +110,7 @@ absl::StatusOr<v1::GenerateRequest> BuildRequest(const GenerateFlags& f, const F
     if (absl::Status s = ParseIdList(f.stop_token_ids, "stop-token-ids", &ids); !s.ok()) return s;
     request.mutable_stop_token_ids()->Add(ids.begin(), ids.end());
   }
+  if (flags.WasSet("stop")) request.add_stop(f.stop);
   v1::SamplingParams* sp = request.mutable_sampling();
   sp->set_temperature(f.sampling.temperature);
   sp->set_seed(f.sampling.seed);
@@ -141,6 +143,9 @@ int GenerateCommand(int argc, char** argv) {
   AddSamplingFlags(flags, &f.sampling);
   flags.Bool("ignore-eos", &f.ignore_eos, "Do not stop at the model's EOS tokens.");
   flags.String("stop-token-ids", &f.stop_token_ids, "IDS", "Extra token ids that end generation.");
+  flags.String("stop", &f.stop, "TEXT",
+               "A stop string: generation ends where the output text contains it (it and what "
+               "follows are not shown; finish_reason stop).");
   flags.String("format", &f.format, "text|json",
                "text: stream the completion to stdout; json: print one JSON object at the end "
                "{prompt_tokens, token_ids, text, finish_reason}, as `moeserve run` does.");
