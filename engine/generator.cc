@@ -1,6 +1,7 @@
 #include "engine/generator.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -59,7 +60,14 @@ absl::StatusOr<GenerateResult> Generate(Transformer& model, absl::Span<const int
   }
   int pos = static_cast<int>(prompt.size());
   while (true) {
-    const int32_t next = sampler.Sample(logits.data(), c.vocab_size);
+    int32_t next;
+    if (options.sampling.logprobs > 0) {
+      SampleResult r = sampler.SampleWithLogprobs(logits.data(), c.vocab_size);
+      next = r.token;
+      result.logprobs.push_back(std::move(r));
+    } else {
+      next = sampler.Sample(logits.data(), c.vocab_size);
+    }
     sampler.Accept(next);
     result.tokens.push_back(next);
     if (on_token) on_token(next);

@@ -37,6 +37,9 @@ struct GenerateOptions {
 struct GenerateResult {
   int prompt_tokens = 0;
   std::vector<int32_t> tokens;
+  // With sampling.logprobs >= 1: one per token, in order (the sampler's
+  // SampleWithLogprobs results); else empty.
+  std::vector<SampleResult> logprobs;
   FinishReason finish_reason = FinishReason::kLength;
 };
 

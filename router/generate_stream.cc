@@ -104,9 +104,25 @@ v1::Finish GenerateStream::MakeFinishLocked(v1::FinishReason reason) {
   return finish;
 }
 
-bool GenerateStream::MatchStopsLocked(absl::Span<const int32_t> token_ids) {
-  for (int32_t id : token_ids) {
+void GenerateStream::AppendLogprobLocked(const TokenLogprobsList& logprobs, int i) {
+  if (i >= logprobs.size()) return;
+  const internal::v1::TokenLogprobs& in = logprobs[i];
+  v1::TokenLogprobs* out = pending_logprobs_.Add();
+  out->set_logprob(in.logprob());
+  out->mutable_top()->Reserve(in.top_size());
+  for (const auto& a : in.top()) {
+    v1::TokenLogprobs::Alternative* b = out->add_top();
+    b->set_id(a.id());
+    b->set_logprob(a.logprob());
+  }
+}
+
+bool GenerateStream::MatchStopsLocked(absl::Span<const int32_t> token_ids,
+                                      const TokenLogprobsList& logprobs) {
+  for (size_t i = 0; i < token_ids.size(); ++i) {
+    const int32_t id = token_ids[i];
     pending_.push_back(id);
+    AppendLogprobLocked(logprobs, static_cast<int>(i));
     ++completion_tokens_;
     pending_text_ += stop_->Push(decoder_->Append(id));
     if (stop_->stopped()) return true;
@@ -115,13 +131,14 @@ bool GenerateStream::MatchStopsLocked(absl::Span<const int32_t> token_ids) {
 }
 
 void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
-                              const internal::v1::Terminal* terminal) {
+                              const internal::v1::Terminal* terminal,
+                              const TokenLogprobsList& logprobs) {
   std::optional<WorkerPool::Ticket> abort;
   {
     absl::MutexLock lock(&mu_);
     if (ended_) return;
     if (stop_) {
-      if (MatchStopsLocked(token_ids)) {
+      if (MatchStopsLocked(token_ids, logprobs)) {
         ended_ = true;
         finish_ = MakeFinishLocked(v1::FINISH_REASON_STOP);
         // The worker would decode on until max_tokens: free the request
@@ -137,6 +154,9 @@ void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
       }
     } else {
       pending_.insert(pending_.end(), token_ids.begin(), token_ids.end());
+      for (size_t i = 0; i < token_ids.size(); ++i) {
+        AppendLogprobLocked(logprobs, static_cast<int>(i));
+      }
       completion_tokens_ += token_ids.size();
     }
     if (terminal != nullptr) {
@@ -173,6 +193,7 @@ void GenerateStream::MaybeWriteLocked() {
   if (pending_.empty() && pending_text_.empty() && !finish_) return;
   out_.Clear();
   out_.mutable_token_ids()->Add(pending_.begin(), pending_.end());
+  out_.mutable_logprobs()->Swap(&pending_logprobs_);  // pending_logprobs_ is left empty
   if (stop_) {
     out_.set_text(std::move(pending_text_));  // decoded and flushed already
     pending_text_.clear();

@@ -4,7 +4,7 @@
 // grpc::ServerWriteReactor (gRPC's callback threads call OnWriteDone and
 // OnCancel on it). No thread of its own and no thread hop per token:
 //
-//   reader thread:  OnOutput(tokens) -> append to pending; if no write is in
+//   reader thread:  OnOutput(tokens, logprobs) -> append to pending; if no write is in
 //                   flight, detokenize the pending tokens and StartWrite.
 //   gRPC thread:    OnWriteDone -> if tokens arrived meanwhile, send them
 //                   all as one message (coalescing); else go idle.
@@ -22,6 +22,10 @@
 // text before the stop string), and the request is aborted on its worker
 // the way a cancel is. Text that may still begin a stop string is held back
 // (its ids are sent) until it can no longer match, or until the end.
+//
+// Log-probs (SamplingParams.logprobs >= 1) travel with their ids: pending
+// keeps them parallel, coalesced chunks carry both, and the ids a stop
+// string drops take their log-probs with them.
 //
 // Exactly one Finish per call. The reactor holds a shared_ptr to the stream
 // and the pool holds another until the request's terminal or abort, so
@@ -67,8 +71,8 @@ class GenerateStream : public RequestSink {
                  std::vector<std::string> stop = {});
 
   // RequestSink (the pool's side).
-  void OnOutput(absl::Span<const int32_t> token_ids,
-                const internal::v1::Terminal* terminal) override;
+  void OnOutput(absl::Span<const int32_t> token_ids, const internal::v1::Terminal* terminal,
+                const TokenLogprobsList& logprobs) override;
 
   // The reactor's side.
   void OnWriteDone(bool ok);
@@ -81,7 +85,12 @@ class GenerateStream : public RequestSink {
   bool CancelLocked(const char* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stop-string mode: detokenizes `token_ids` into pending_text_ one id at a
   // time; true if one completed a stop string (ids after it are dropped).
-  bool MatchStopsLocked(absl::Span<const int32_t> token_ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `logprobs` (one per id, or empty) follow their ids.
+  bool MatchStopsLocked(absl::Span<const int32_t> token_ids, const TokenLogprobsList& logprobs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the public form of logprobs[i] to pending_logprobs_, if there is one.
+  void AppendLogprobLocked(const TokenLogprobsList& logprobs, int i)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The finish message for an OK end.
   v1::Finish MakeFinishLocked(v1::FinishReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTicket(WorkerPool::Ticket ticket);
@@ -96,6 +105,8 @@ class GenerateStream : public RequestSink {
   std::optional<grpc::Status> error_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Finish> finish_ ABSL_GUARDED_BY(mu_);
   std::vector<int32_t> pending_ ABSL_GUARDED_BY(mu_);
+  // pending_'s log-probs, parallel to it (empty when none were asked for).
+  google::protobuf::RepeatedPtrField<v1::TokenLogprobs> pending_logprobs_ ABSL_GUARDED_BY(mu_);
   std::optional<IncrementalDecoder> decoder_ ABSL_GUARDED_BY(mu_);
   // Set when the request has stop strings; then the text of pending_ is
   // decoded already, into pending_text_.

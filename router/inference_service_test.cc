@@ -194,6 +194,69 @@ TEST_F(InferenceServiceTest, ManyTinyBatchesArriveWholeAndInOrder) {
   EXPECT_EQ(call.Text(), builder_->tokenizer()->Decode(sent, /*skip_special_tokens=*/true));
 }
 
+// A batch of one item: `ids` with log-probs whose logprob is -id / 1000 and
+// whose one alternative is (id + 1, -1), as a worker asked for logprobs=1 sends.
+internal::v1::TokenBatch WithLogprobs(uint64_t request_id, const std::vector<int32_t>& ids,
+                                      bool finish = false) {
+  internal::v1::TokenBatch batch;
+  auto* item = batch.add_items();
+  item->set_request_id(request_id);
+  for (int32_t id : ids) {
+    item->add_token_ids(id);
+    auto* lp = item->add_logprobs();
+    lp->set_logprob(-id / 1000.0f);
+    auto* a = lp->add_top();
+    a->set_id(id + 1);
+    a->set_logprob(-1.0f);
+  }
+  if (finish) item->mutable_terminal()->set_finish_reason(internal::v1::FINISH_REASON_LENGTH);
+  return batch;
+}
+
+// Each response's log-probs are as many as its ids, and belong to them.
+void ExpectLogprobsAligned(const std::vector<v1::GenerateResponse>& responses) {
+  for (const v1::GenerateResponse& r : responses) {
+    ASSERT_EQ(r.logprobs_size(), r.token_ids_size());
+    for (int i = 0; i < r.token_ids_size(); ++i) {
+      EXPECT_FLOAT_EQ(r.logprobs(i).logprob(), -r.token_ids(i) / 1000.0f);
+      ASSERT_EQ(r.logprobs(i).top_size(), 1);
+      EXPECT_EQ(r.logprobs(i).top(0).id(), r.token_ids(i) + 1);
+      EXPECT_FLOAT_EQ(r.logprobs(i).top(0).logprob(), -1.0f);
+    }
+  }
+}
+
+TEST_F(InferenceServiceTest, LogprobsAreMappedAndStayAlignedWhenCoalesced) {
+  workers_[0]->Connect(0, 1);
+  v1::GenerateRequest request = Ids({1, 2, 3}, 200);
+  request.mutable_sampling()->set_logprobs(1);
+  Call call(stub_.get(), request);
+  ASSERT_TRUE(workers_[0]->WaitForSubmits(1));
+  EXPECT_EQ(workers_[0]->submits()[0].sampling().logprobs(), 1);
+  const uint64_t id = workers_[0]->submits()[0].request_id();
+  std::vector<int32_t> sent;
+  for (int i = 0; i < 99; ++i) {
+    const std::vector<int32_t> ids = {10 + i, 200 + i};
+    sent.insert(sent.end(), ids.begin(), ids.end());
+    workers_[0]->SendBatch(WithLogprobs(id, ids));
+  }
+  sent.push_back(7);
+  workers_[0]->SendBatch(WithLogprobs(id, {7}, /*finish=*/true));
+  ASSERT_TRUE(call.Join().ok());
+  EXPECT_EQ(call.Ids(), sent);
+  ExpectLogprobsAligned(call.responses());
+}
+
+TEST_F(InferenceServiceTest, LogprobsOutOfRangeAreInvalidArgument) {
+  workers_[0]->Connect(0, 1);
+  v1::GenerateRequest request = Ids({1, 2, 3});
+  request.mutable_sampling()->set_logprobs(21);
+  Call call(stub_.get(), request);
+  const grpc::Status& s = call.Join();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("sampling.logprobs"));
+}
+
 TEST_F(InferenceServiceTest, StopTokenFinishesWithStop) {
   workers_[0]->Connect(0, 1);
   Call call(stub_.get(), Ids({5}));
@@ -446,6 +509,29 @@ TEST_F(StopStringTest, StopInTheBatchThatEndsTheRequest) {
   EXPECT_EQ(call.responses().back().finish().usage().completion_tokens(), 10u);
   EXPECT_TRUE(workers_[0]->aborts().empty());
   EXPECT_TRUE(Drained());
+}
+
+TEST_F(StopStringTest, LogprobsOfDroppedIdsAreDropped) {
+  // "ea is c" completes at token 15, the first of a 5-id message (tokens 15
+  // to 19): the ids after it in that message and in later ones are not sent,
+  // nor their log-probs.
+  workers_[0]->Connect(0, 1);
+  v1::GenerateRequest r;
+  r.set_text("Hello");
+  r.set_max_tokens(64);
+  r.add_stop("ea is c");
+  r.mutable_sampling()->set_logprobs(1);
+  Call call(stub_.get(), r);
+  ASSERT_TRUE(workers_[0]->WaitForSubmits(1));
+  const uint64_t id = workers_[0]->submits()[0].request_id();
+  for (size_t i = 0; i < sentence_.size(); i += 5) {
+    const size_t end = std::min(sentence_.size(), i + 5);
+    workers_[0]->SendBatch(WithLogprobs(
+        id, std::vector<int32_t>(sentence_.begin() + i, sentence_.begin() + end)));
+  }
+  ASSERT_TRUE(call.Join().ok());
+  EXPECT_EQ(call.Ids(), std::vector<int32_t>(sentence_.begin(), sentence_.begin() + 16));
+  ExpectLogprobsAligned(call.responses());
 }
 
 TEST_F(StopStringTest, NoMatchIsUnchanged) {

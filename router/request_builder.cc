@@ -153,6 +153,7 @@ absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
   sampling.repetition_penalty = sp.has_repetition_penalty() ? sp.repetition_penalty() : 1.0f;
   sampling.presence_penalty = sp.presence_penalty();
   sampling.frequency_penalty = sp.frequency_penalty();
+  sampling.logprobs = sp.logprobs();
   if (absl::Status s = CheckSamplingParams(sampling); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("sampling.", s.message()));
   }
@@ -197,6 +198,7 @@ absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
   out->set_repetition_penalty(sampling.repetition_penalty);
   out->set_presence_penalty(sampling.presence_penalty);
   out->set_frequency_penalty(sampling.frequency_penalty);
+  out->set_logprobs(sampling.logprobs);
   submit.mutable_stop_token_ids()->CopyFrom(request.stop_token_ids());
   // Stop on the tokenizer's EOS too, as `moeserve run` and vLLM do (chat
   // models end their turn with it).

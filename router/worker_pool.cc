@@ -175,7 +175,8 @@ void WorkerPool::OnTokens(WorkerSlot* slot, uint64_t session,
     }
   }
   for (const Delivery& d : deliveries) {
-    d.sink->OnOutput(d.item->token_ids(), d.item->has_terminal() ? &d.item->terminal() : nullptr);
+    d.sink->OnOutput(d.item->token_ids(), d.item->has_terminal() ? &d.item->terminal() : nullptr,
+                     d.item->logprobs());
   }
 }
 
@@ -208,7 +209,8 @@ void WorkerPool::FailAll(WorkerSlot* slot, const std::string& message) {
   }
   if (requests.empty()) return;
   const Terminal terminal = Unavailable(message);
-  for (auto& [id, sink] : requests) sink->OnOutput({}, &terminal);
+  const TokenLogprobsList none;
+  for (auto& [id, sink] : requests) sink->OnOutput({}, &terminal, none);
 }
 
 void WorkerPool::NotifyChange() {

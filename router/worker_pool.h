@@ -41,14 +41,19 @@ namespace router {
 
 struct WorkerSlot;
 
+using TokenLogprobsList = google::protobuf::RepeatedPtrField<internal::v1::TokenLogprobs>;
+
 // Where one request's output goes.
 class RequestSink {
  public:
   virtual ~RequestSink() = default;
   // New tokens (possibly none) and, on the last call only, the terminal.
-  // Calls for one request are never concurrent.
+  // `logprobs`: one per token when the request asked for log-probs
+  // (Sampling.logprobs >= 1), else empty. Calls for one request are never
+  // concurrent.
   virtual void OnOutput(absl::Span<const int32_t> token_ids,
-                        const internal::v1::Terminal* terminal) = 0;
+                        const internal::v1::Terminal* terminal,
+                        const TokenLogprobsList& logprobs) = 0;
 };
 
 class WorkerPool {

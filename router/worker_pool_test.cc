@@ -12,11 +12,14 @@ namespace {
 // Records what the pool delivers.
 class RecordingSink : public RequestSink {
  public:
-  void OnOutput(absl::Span<const int32_t> ids, const internal::v1::Terminal* t) override {
+  void OnOutput(absl::Span<const int32_t> ids, const internal::v1::Terminal* t,
+                const TokenLogprobsList& logprobs) override {
     tokens.insert(tokens.end(), ids.begin(), ids.end());
+    logprob_count += logprobs.size();
     if (t != nullptr) terminals.push_back(*t);
   }
   std::vector<int32_t> tokens;
+  int logprob_count = 0;
   std::vector<internal::v1::Terminal> terminals;
 };
 

@@ -9,6 +9,7 @@ flight, every completion is token-identical to `moeserve run` (the
 single-process engine) on every fixture.
 """
 import json
+import math
 import os
 import signal
 import struct
@@ -291,6 +292,57 @@ class ClusterTest(unittest.TestCase):
                 sampling=inference_pb2.SamplingParams(temperature=1.0, seed=7, top_k=1))
             self.assertEqual(top1, greedy)
         self.assertNotEqual(want, greedy)  # the knobs did change the output
+
+    def test_logprobs_match_run_and_stay_aligned_with_the_tokens(self):
+        # Greedy with logprobs=3: raw log-probs (log-softmax of the logits),
+        # one per token in every chunk, equal to `moeserve run`'s.
+        model = f"{FIXTURES}/qwen3_moe_f32"
+        prompt = [5, 17, 42, 9, 77, 3]
+        args = ["--prompt-ids", ",".join(map(str, prompt)), "--max-tokens", "12",
+                "--ignore-eos", "--logprobs", "3", "--format", "json"]
+        want = run_json(model, *args[:-2])
+        self.assertEqual(len(want["logprobs"]), len(want["token_ids"]))
+        with Cluster(model, WORKERS) as c:
+            request = inference_pb2.GenerateRequest(
+                token_ids=inference_pb2.TokenIds(ids=prompt), max_tokens=12, ignore_eos=True,
+                sampling=inference_pb2.SamplingParams(logprobs=3))
+            tokens, logprobs = [], []
+            for chunk in c.stub.Generate(request, timeout=120):
+                self.assertEqual(len(chunk.logprobs), len(chunk.token_ids), chunk)
+                tokens.extend(chunk.token_ids)
+                logprobs.extend(chunk.logprobs)
+            self.assertEqual(tokens, want["token_ids"])
+            for token, lp, w in zip(tokens, logprobs, want["logprobs"]):
+                self.assertEqual(len(lp.top), 3)
+                # Greedy: the chosen token is the most likely one.
+                self.assertEqual(lp.top[0].id, token)
+                self.assertEqual(lp.logprob, lp.top[0].logprob)
+                self.assertTrue(all(lp.logprob >= a.logprob for a in lp.top))
+                self.assertLessEqual(sum(math.exp(a.logprob) for a in lp.top), 1 + 1e-6)
+                self.assertLessEqual(lp.logprob, 0)
+                self.assertAlmostEqual(lp.logprob, w["logprob"], delta=1e-5)
+                self.assertEqual([a.id for a in lp.top], [t[0] for t in w["top"]])
+                for a, t in zip(lp.top, w["top"]):
+                    self.assertAlmostEqual(a.logprob, t[1], delta=1e-5)
+            # Without logprobs nothing is sent.
+            for chunk in c.stub.Generate(inference_pb2.GenerateRequest(
+                    token_ids=inference_pb2.TokenIds(ids=prompt), max_tokens=4,
+                    ignore_eos=True), timeout=120):
+                self.assertEqual(len(chunk.logprobs), 0)
+            # The CLI client prints what `moeserve run` prints.
+            p = subprocess.run([BIN, "generate", "--target", c.target, *args],
+                               capture_output=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            got = json.loads(p.stdout)
+            if "text" not in want:  # no tokenizer.json: run prints no text
+                self.assertEqual(got.pop("text"), "")
+            self.assertEqual(got, want)
+            # Out of range: INVALID_ARGUMENT naming the field.
+            with self.assertRaises(grpc.RpcError) as e:
+                c.generate(token_ids=inference_pb2.TokenIds(ids=[1]),
+                           sampling=inference_pb2.SamplingParams(logprobs=21))
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("logprobs", e.exception.details())
 
     def test_health_is_serving_and_reflection_lists_the_service(self):
         # grpc.health.v1.Health/Check by hand (Debian has no grpc_health

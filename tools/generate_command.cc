@@ -5,7 +5,8 @@
 //
 // --format text streams the text as it arrives; --format json prints, at
 // the end, the object `moeserve run --format json` prints:
-// {prompt_tokens, token_ids, text, finish_reason}. Errors are
+// {prompt_tokens, token_ids, text, finish_reason}, plus "logprobs" with
+// --logprobs N. Errors are
 // `moeserve generate: CODE: message` on stderr, exit 2 for INVALID_ARGUMENT
 // and 1 otherwise.
 #include <chrono>
@@ -120,6 +121,7 @@ absl::StatusOr<v1::GenerateRequest> BuildRequest(const GenerateFlags& f, const F
   sp->set_repetition_penalty(f.sampling.repetition_penalty);
   sp->set_presence_penalty(f.sampling.presence_penalty);
   sp->set_frequency_penalty(f.sampling.frequency_penalty);
+  sp->set_logprobs(f.sampling.logprobs);
   request.set_max_tokens(static_cast<uint32_t>(f.max_tokens));
   request.set_ignore_eos(f.ignore_eos);
   return request;
@@ -148,7 +150,8 @@ int GenerateCommand(int argc, char** argv) {
                "follows are not shown; finish_reason stop).");
   flags.String("format", &f.format, "text|json",
                "text: stream the completion to stdout; json: print one JSON object at the end "
-               "{prompt_tokens, token_ids, text, finish_reason}, as `moeserve run` does.");
+               "{prompt_tokens, token_ids, text, finish_reason[, logprobs]}, as `moeserve run` "
+               "does.");
   flags.Float("timeout", &f.timeout, "SECONDS", "Deadline of the call (0: none).");
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) return Fail(s);
   if (flags.help_requested()) {
@@ -172,6 +175,7 @@ int GenerateCommand(int argc, char** argv) {
   }
   const bool stream = f.format == "text";
   std::vector<int32_t> token_ids;
+  nlohmann::json logprobs = nlohmann::json::array();
   std::string text;
   v1::Finish finish;
   bool finished = false;
@@ -182,6 +186,11 @@ int GenerateCommand(int argc, char** argv) {
   while (reader->Read(&response)) {
     if (t_first == 0 && response.token_ids_size() > 0) t_first = Now();
     token_ids.insert(token_ids.end(), response.token_ids().begin(), response.token_ids().end());
+    for (const v1::TokenLogprobs& lp : response.logprobs()) {
+      std::vector<std::pair<int32_t, float>> top;
+      for (const auto& a : lp.top()) top.emplace_back(a.id(), a.logprob());
+      logprobs.push_back(LogprobsJson(lp.logprob(), top));
+    }
     text += response.text();
     if (stream && !response.text().empty()) {
       std::fputs(response.text().c_str(), stdout);
@@ -228,6 +237,7 @@ int GenerateCommand(int argc, char** argv) {
   out["token_ids"] = token_ids;
   out["text"] = text;
   out["finish_reason"] = FinishReasonName(finish.reason());
+  if (f.sampling.logprobs > 0) out["logprobs"] = std::move(logprobs);
   std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return 0;
 }

@@ -235,6 +235,16 @@ int RunCommand(int argc, char** argv) {
   out["token_ids"] = result->tokens;
   if (text->tokenizer) out["text"] = text->tokenizer->Decode(result->tokens, true);
   out["finish_reason"] = FinishReasonName(result->finish_reason);
+  if (f.sampling.logprobs > 0) {
+    // Rounded to float, as the cluster sends them, so `generate` prints the same.
+    nlohmann::json logprobs = nlohmann::json::array();
+    for (const SampleResult& r : result->logprobs) {
+      std::vector<std::pair<int32_t, float>> top;
+      for (const TokenLogprob& t : r.top) top.emplace_back(t.token, static_cast<float>(t.logprob));
+      logprobs.push_back(LogprobsJson(static_cast<float>(r.logprob), top));
+    }
+    out["logprobs"] = std::move(logprobs);
+  }
   std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return 0;
 }

@@ -16,6 +16,18 @@ void AddSamplingFlags(FlagSet& flags, SamplingParams* p) {
               "Subtracted once for each token already in the output, in [-2, 2].");
   flags.Float("frequency-penalty", &p->frequency_penalty, "X",
               "Subtracted per occurrence in the output, in [-2, 2].");
+  flags.Int("logprobs", &p->logprobs, "N",
+            "Report each token's log-prob and the N most likely alternatives, in [0, 20] "
+            "(raw: log-softmax of the model's logits; 0: off). Shown with --format json.");
+}
+
+nlohmann::json LogprobsJson(float logprob, const std::vector<std::pair<int32_t, float>>& top) {
+  nlohmann::json entry;
+  entry["logprob"] = logprob;
+  nlohmann::json alternatives = nlohmann::json::array();
+  for (const auto& [id, lp] : top) alternatives.push_back({id, lp});
+  entry["top"] = std::move(alternatives);
+  return entry;
 }
 
 }  // namespace moeserve

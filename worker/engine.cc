@@ -32,6 +32,7 @@ struct Engine::Request {
   int prefilled = 0;  // prompt tokens already in the cache
   std::vector<int32_t> generated;
   std::vector<int32_t> fresh;  // generated this step, not yet delivered
+  std::vector<SampleResult> fresh_logprobs;  // fresh's, when logprobs >= 1
   bool done = false;
 
   int prompt_size() const { return static_cast<int>(item.prompt.size()); }
@@ -93,6 +94,8 @@ void Engine::Finish(Request& r, absl::Status status, FinishReason reason) {
   u.request_id = r.item.request_id;
   u.tokens = std::move(r.fresh);
   r.fresh.clear();
+  u.logprobs = std::move(r.fresh_logprobs);
+  r.fresh_logprobs.clear();
   u.finished = true;
   u.status = std::move(status);
   u.finish_reason = reason;
@@ -295,7 +298,16 @@ absl::Status Engine::Run() {
         r.prefilled += picked[i].count;
         if (r.prefilled < r.prompt_size()) continue;  // more prompt to go
       }
-      const int32_t next = r.sampler.Sample(&logits[i * c.vocab_size], c.vocab_size);
+      // Log-probs only when asked for: they cost a sort of the vocabulary.
+      const float* row = &logits[i * c.vocab_size];
+      int32_t next;
+      if (r.item.sampling.logprobs > 0) {
+        SampleResult sr = r.sampler.SampleWithLogprobs(row, c.vocab_size);
+        next = sr.token;
+        r.fresh_logprobs.push_back(std::move(sr));
+      } else {
+        next = r.sampler.Sample(row, c.vocab_size);
+      }
       r.sampler.Accept(next);
       r.generated.push_back(next);
       r.fresh.push_back(next);
@@ -309,6 +321,8 @@ absl::Status Engine::Run() {
         one[0].request_id = r.item.request_id;
         one[0].tokens = std::move(r.fresh);
         r.fresh.clear();
+        one[0].logprobs = std::move(r.fresh_logprobs);
+        r.fresh_logprobs.clear();
         outbox_.push_back({r.sink, std::move(one)});
       }
     }

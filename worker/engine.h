@@ -60,6 +60,8 @@ struct WorkItem {
 struct RequestUpdate {
   uint64_t request_id = 0;
   std::vector<int32_t> tokens;  // new tokens
+  // With sampling.logprobs >= 1: one per entry of `tokens`; else empty.
+  std::vector<SampleResult> logprobs;
   bool finished = false;        // the terminal update: exactly one per request
   absl::Status status;          // when finished: OK, or why it ended
   FinishReason finish_reason = FinishReason::kLength;

@@ -34,6 +34,15 @@ void StreamSink::Deliver(std::vector<RequestUpdate> updates) {
     v1::RequestTokens* item = batch->add_items();
     item->set_request_id(u.request_id);
     item->mutable_token_ids()->Add(u.tokens.begin(), u.tokens.end());
+    for (const SampleResult& r : u.logprobs) {
+      v1::TokenLogprobs* lp = item->add_logprobs();
+      lp->set_logprob(static_cast<float>(r.logprob));
+      for (const TokenLogprob& t : r.top) {
+        v1::TokenLogprobs::Alternative* a = lp->add_top();
+        a->set_id(t.token);
+        a->set_logprob(static_cast<float>(t.logprob));
+      }
+    }
     if (u.finished) FillTerminal(u, item->mutable_terminal());
   }
   Send(std::move(m));

@@ -83,6 +83,7 @@ grpc::Status WorkerService::Connect(
       item.sampling.repetition_penalty = sp.repetition_penalty();
       item.sampling.presence_penalty = sp.presence_penalty();
       item.sampling.frequency_penalty = sp.frequency_penalty();
+      item.sampling.logprobs = sp.logprobs();  // raw mode (the sampler's default)
       item.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
       item.ignore_eos = s.ignore_eos();
       if (absl::Status st = engine_->Submit(sink, std::move(item)); !st.ok()) {
