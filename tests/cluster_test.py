@@ -344,6 +344,43 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
             self.assertIn("logprobs", e.exception.details())
 
+    def test_a_full_worker_answers_resource_exhausted_and_keeps_serving(self):
+        # One request runs per worker and none may wait: of 16 sent at once,
+        # the ones that find every worker busy get RESOURCE_EXHAUSTED naming
+        # the limit; the others complete with run's tokens.
+        model = f"{FIXTURES}/qwen3_moe_f32"
+        prompt = [4, 8, 15, 16, 23, 42]
+        want = run_json(model, "--prompt-ids", ",".join(map(str, prompt)), "--max-tokens", "200",
+                        "--ignore-eos")["token_ids"]
+        with Cluster(model, WORKERS, "--max-num-seqs", "1", "--max-waiting", "0") as c:
+            done, refused, other = [], [], []
+            lock = threading.Lock()
+
+            def one():
+                try:
+                    tokens, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=prompt),
+                                              max_tokens=200, ignore_eos=True)
+                    with lock:
+                        done.append(tokens)
+                except grpc.RpcError as e:
+                    with lock:
+                        (refused if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                         else other).append(e)
+            threads = [threading.Thread(target=one) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertFalse(other, other)
+            self.assertTrue(done)
+            for tokens in done:
+                self.assertEqual(tokens, want)
+            self.assertTrue(refused, "16 requests at once never filled a one-slot worker")
+            self.assertIn("--max-num-seqs 1", refused[0].details())
+            tokens, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=prompt),
+                                      max_tokens=200, ignore_eos=True)
+            self.assertEqual(tokens, want)
+
     def test_health_is_serving_and_reflection_lists_the_service(self):
         # grpc.health.v1.Health/Check by hand (Debian has no grpc_health
         # module): an empty HealthCheckRequest; the answer 08 01 is

@@ -34,6 +34,8 @@ struct LocalFlags {
   std::string chat_format;
   int startup_timeout_s = 600;
   int worker_timeout_s = 30;
+  int max_num_seqs = 256;
+  int max_waiting = 1024;
 };
 
 std::string SelfExe() {
@@ -75,6 +77,10 @@ int LocalCommand(int argc, char** argv) {
                "Chat format for the router instead of detecting the template.");
   flags.Int("startup-timeout", &f.startup_timeout_s, "SECONDS",
             "Longest wait for the cluster to become ready.");
+  flags.Int("max-num-seqs", &f.max_num_seqs, "N",
+            "Each worker's requests scheduled together; later ones wait.");
+  flags.Int("max-waiting", &f.max_waiting, "N",
+            "Each worker's waiting requests beyond --max-num-seqs; more: RESOURCE_EXHAUSTED.");
   flags.Int("worker-timeout", &f.worker_timeout_s, "SECONDS",
             "Workers' collective timeout (a lost rank is noticed within it).");
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
@@ -141,6 +147,8 @@ int LocalCommand(int argc, char** argv) {
                                      "--threads=" + std::to_string(threads),
                                      "--collective=" + f.collective,
                                      "--timeout=" + std::to_string(f.worker_timeout_s),
+                                     "--max-num-seqs=" + std::to_string(f.max_num_seqs),
+                                     "--max-waiting=" + std::to_string(f.max_waiting),
                                      "--coordinator=" +
                                          (rank == 0 ? f.host + ":0" : coordinator)};
     auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), args);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/status_macros.h"
 #include "engine/kv_cache.h"
 
@@ -49,6 +50,14 @@ absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (exited_) return absl::UnavailableError("this worker's engine has stopped");
+    const int64_t limit = int64_t{options_.max_num_seqs} + options_.max_waiting;
+    if (admitted_ >= limit) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "this worker is full: ", admitted_, " requests admitted (--max-num-seqs ",
+          options_.max_num_seqs, " running + --max-waiting ", options_.max_waiting,
+          " waiting); retry later"));
+    }
+    ++admitted_;
     submits_.push_back({std::move(sink), std::move(item)});
   }
   cv_.notify_one();
@@ -145,23 +154,36 @@ void Engine::DrainInbox() {
   for (auto& r : requests_) {
     if (!r->done && r->item.max_tokens == 0) Finish(*r, absl::OkStatus(), FinishReason::kLength);
   }
+  Retire();
+}
+
+void Engine::Retire() {
+  const size_t before = requests_.size();
   requests_.erase(std::remove_if(requests_.begin(), requests_.end(),
                                  [](const auto& r) { return r->done; }),
                   requests_.end());
+  const size_t removed = before - requests_.size();
+  if (removed == 0) return;
+  std::lock_guard<std::mutex> l(mu_);
+  admitted_ -= static_cast<int64_t>(removed);
 }
 
 // Decode tokens first (latency), then prefill chunks, within the budget.
 std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) {
   std::vector<Chunk> picked;
   int budget = options_.max_step_tokens;
-  for (auto& r : requests_) {
+  // The first max_num_seqs requests, in arrival order, run; the rest wait.
+  const size_t running =
+      std::min(requests_.size(), static_cast<size_t>(std::max(1, options_.max_num_seqs)));
+  const absl::Span<const std::unique_ptr<Request>> run(requests_.data(), running);
+  for (const auto& r : run) {
     if (budget == 0) break;
     if (r->prefilled == r->prompt_size()) {
       picked.push_back({r.get(), static_cast<int>(r->generated.size()) - 1, 1});
       --budget;
     }
   }
-  for (auto& r : requests_) {
+  for (const auto& r : run) {
     if (budget == 0) break;
     const int left = r->prompt_size() - r->prefilled;
     if (left == 0) continue;
@@ -224,7 +246,7 @@ void Engine::FailAll(const absl::Status& status) {
   }
   DrainInbox();
   for (auto& r : requests_) Finish(*r, status);
-  requests_.clear();
+  Retire();
   DeliverAll();
   ReportLoad();
 }
@@ -326,9 +348,7 @@ absl::Status Engine::Run() {
         outbox_.push_back({r.sink, std::move(one)});
       }
     }
-    requests_.erase(std::remove_if(requests_.begin(), requests_.end(),
-                                   [](const auto& r) { return r->done; }),
-                    requests_.end());
+    Retire();
     DeliverAll();
     ReportLoad();
     const double dt =

@@ -81,6 +81,11 @@ class RequestSink {
 struct EngineOptions {
   int prefill_chunk = 256;      // prompt tokens of one request per step
   int max_step_tokens = 2048;   // tokens of all requests per step
+  // Requests scheduled together (first come, first served); later ones
+  // wait. Beyond max_num_seqs + max_waiting admitted requests, Submit
+  // answers RESOURCE_EXHAUSTED.
+  int max_num_seqs = 256;
+  int max_waiting = 1024;
 };
 
 struct EngineLoad {
@@ -147,6 +152,8 @@ class Engine {
   };
 
   void DrainInbox();
+  // Drops finished requests from requests_ and from the admitted count.
+  void Retire();
   std::vector<Chunk> Schedule(std::vector<SequenceChunk>* chunks);
   void WaitForWork(uint64_t period);
   // Queues r's terminal update (with any undelivered tokens) and marks it done.
@@ -173,6 +180,7 @@ class Engine {
   std::vector<const RequestSink*> dropped_;
   bool stop_ = false;
   bool exited_ = false;  // Run returned (or is failing everything): refuse work
+  int64_t admitted_ = 0;  // submitted and not yet retired (inbox + requests_)
   uint64_t woken_period_ = 0;
   uint64_t woken_sent_ns_ = 0;
   EngineStats stats_;

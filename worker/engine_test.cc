@@ -12,6 +12,7 @@
 #include "collective/fault_collective.h"
 #include "collective/local_collective.h"
 #include "engine/generator.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/expert_parallel.h"
 #include "worker/expert_shards.h"
@@ -73,12 +74,13 @@ class EngineTest : public ::testing::Test {
     weights_ = std::move(*w);
     shards_ = std::make_unique<ExpertShards>(weights_->config.num_experts, 1);
   }
-  void Start(Collective* c) {
+  void Start(Collective* c, EngineOptions options = {}, bool run = true) {
     runner_ = std::make_unique<ExpertParallelRunner>(*weights_, *c, *shards_);
     model_ = std::make_unique<Transformer>(*weights_, runner_.get());
-    engine_ = std::make_unique<Engine>(*model_, *c, EngineOptions{});
-    loop_ = std::thread([this] { run_status_ = engine_->Run(); });
+    engine_ = std::make_unique<Engine>(*model_, *c, options);
+    if (run) StartLoop();
   }
+  void StartLoop() { loop_ = std::thread([this] { run_status_ = engine_->Run(); }); }
   void TearDown() override {
     if (engine_) engine_->Stop();
     if (loop_.joinable()) loop_.join();
@@ -136,6 +138,33 @@ TEST_F(EngineTest, ConcurrentRequestsMatchGenerate) {
     EXPECT_EQ(r.prompt_tokens, static_cast<int>(w.prompt.size()));
     EXPECT_EQ(r.completion_tokens, static_cast<int>(r.tokens.size()));
   }
+}
+
+TEST_F(EngineTest, AFullQueueIsResourceExhaustedAndWaitingRequestsStillFinish) {
+  EngineOptions o;
+  o.max_num_seqs = 2;
+  o.max_waiting = 1;
+  Start(&local_, o, /*run=*/false);  // nothing retires before the loop starts
+  auto sink = std::make_shared<RecordingSink>();
+  std::vector<WorkItem> items;
+  for (uint64_t id = 1; id <= 3; ++id) items.push_back(Item(id, 3 + id, 6 + id));
+  for (const WorkItem& w : items) ASSERT_TRUE(engine_->Submit(sink, w).ok());
+  const absl::Status full = engine_->Submit(sink, Item(4, 3, 3));
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_THAT(std::string(full.message()), ::testing::HasSubstr("--max-num-seqs 2"));
+  // Two run at a time, the third waits its turn: all match Generate.
+  StartLoop();
+  ASSERT_TRUE(sink->WaitForTerminals(items.size()));
+  for (const WorkItem& w : items) {
+    auto r = sink->Get(w.request_id);
+    EXPECT_EQ(r.terminals, 1);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.tokens, Reference(w)) << "request " << w.request_id;
+  }
+  // Finished requests free their places.
+  ASSERT_TRUE(engine_->Submit(sink, Item(5, 4, 3)).ok());
+  ASSERT_TRUE(sink->WaitForTerminals(items.size() + 1));
+  EXPECT_EQ(sink->Get(5).tokens, Reference(Item(5, 4, 3)));
 }
 
 TEST_F(EngineTest, RefusesBadRequestsWithoutQueueing) {

@@ -55,6 +55,8 @@ struct WorkerFlags {
   int formation_timeout_s = 300;
   int prefill_chunk = 256;
   int max_step_tokens = 2048;
+  int max_num_seqs = 256;
+  int max_waiting = 1024;
 };
 
 std::string HostOf(const std::string& address) {
@@ -106,6 +108,8 @@ std::string WithPort(const std::string& address, int port) {
 absl::Status Validate(const WorkerFlags& f) {
   if (f.model.empty()) return absl::InvalidArgumentError("--model DIR is required");
   if (f.world_size < 1) return absl::InvalidArgumentError("--world-size must be >= 1");
+  if (f.max_num_seqs < 1) return absl::InvalidArgumentError("--max-num-seqs must be >= 1");
+  if (f.max_waiting < 0) return absl::InvalidArgumentError("--max-waiting must be >= 0");
   if (f.rank < 0 || f.rank >= f.world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("--rank ", f.rank, " is outside [0, --world-size ", f.world_size, ")"));
@@ -188,6 +192,10 @@ int WorkerMain(int argc, char** argv, int first) {
             "Longest wait for the other ranks to join.");
   flags.Int("prefill-chunk", &f.prefill_chunk, "N", "Prompt tokens per request per step.");
   flags.Int("max-step-tokens", &f.max_step_tokens, "N", "Tokens of all requests per step.");
+  flags.Int("max-num-seqs", &f.max_num_seqs, "N",
+            "Requests scheduled together (first come, first served); later ones wait.");
+  flags.Int("max-waiting", &f.max_waiting, "N",
+            "Requests that may wait beyond --max-num-seqs; more get RESOURCE_EXHAUSTED.");
   if (absl::Status s = flags.Parse(argc, argv, first); !s.ok()) {
     std::fprintf(stderr, "moeserve-worker: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -313,6 +321,8 @@ int WorkerMain(int argc, char** argv, int first) {
   EngineOptions options;
   options.prefill_chunk = f.prefill_chunk;
   options.max_step_tokens = f.max_step_tokens;
+  options.max_num_seqs = f.max_num_seqs;
+  options.max_waiting = f.max_waiting;
   Engine engine(model, **collective, options);
   PeerRing ring(f.rank, epoch, peers);
   engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
