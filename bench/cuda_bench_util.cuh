@@ -7,9 +7,11 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #define CHECK_CUDA(expr)                                                                 \
   do {                                                                                   \
@@ -46,6 +48,20 @@ static __global__ void FillBf16Kernel(uint16_t* p, size_t n, uint32_t seed, floa
 inline void FillBf16(uint16_t* p, size_t n, uint32_t seed, float scale) {
   FillBf16Kernel<<<4096, 256>>>(p, n, seed, scale);
   CHECK_CUDA(cudaGetLastError());
+}
+
+// cudaMalloc of n values (at least one); exits on failure. Benchmarks keep
+// their buffers until they exit.
+template <typename T>
+T* Alloc(size_t n) {
+  T* p = nullptr;
+  CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)));
+  return p;
+}
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 }  // namespace moeserve::bench

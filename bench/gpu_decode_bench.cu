@@ -33,6 +33,9 @@
 
 namespace {
 
+using moeserve::bench::Alloc;
+using moeserve::bench::Median;
+
 namespace cu = moeserve::cuda;
 
 // Qwen3-30B-A3B (config.json of the released checkpoint).
@@ -47,13 +50,6 @@ __global__ void FillFloatKernel(float* p, size_t n, float value) {
        i += size_t{gridDim.x} * blockDim.x) {
     p[i] = value;
   }
-}
-
-template <typename T>
-T* Alloc(size_t n) {
-  T* p = nullptr;
-  CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)));
-  return p;
 }
 
 uint16_t* RandomBf16(size_t n, uint32_t seed, float scale) {
@@ -76,11 +72,6 @@ struct LayerWeights {
   uint16_t *q, *k, *v, *o;  // packed [out, in]
   uint16_t *router, *gate_up, *down;
 };
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 }  // namespace
 

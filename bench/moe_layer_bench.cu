@@ -31,19 +31,15 @@
 
 namespace {
 
+using moeserve::bench::Alloc;
+using moeserve::bench::Median;
+
 constexpr int kHidden = 2048, kInter = 768, kExperts = 128, kTopK = 8;
 constexpr int kSets = 16;
 constexpr int kVariants = moeserve::cuda::kMoeGemmVariants;
 
 void Fill(uint16_t* p, size_t n, uint32_t seed, float scale) {
   moeserve::bench::FillBf16(p, n, seed, scale);
-}
-
-template <typename T>
-T* Alloc(size_t n) {
-  T* p = nullptr;
-  CHECK_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)));
-  return p;
 }
 
 struct Layer {
@@ -101,11 +97,6 @@ void Enqueue(const Layer& l, const uint16_t* x, int n, Scratch& s, cudaStream_t 
   CHECK_CUDA(moeserve::cuda::MoeCombine(s.y, s.ids, s.weights, s.pair_row, n, kTopK, kHidden,
                                         s.out, st));
   mark(6);
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 double MeasureCopyGbps() {
