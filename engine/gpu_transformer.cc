@@ -3,7 +3,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/rope.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/linear.h"
@@ -181,11 +181,9 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
   }
   MOE_ASSIGN_OR_RETURN(m.lm_head, pack_linear(w.lm_head, c.vocab_size, H));
   MOE_ASSIGN_OR_RETURN(m.final_norm, a.Upload(w.final_norm));
-  std::vector<double> inv_freq(c.head_dim / 2);
-  for (int i = 0; i < c.head_dim / 2; ++i) {  // as kernels/cpu/rope.cc's RopeTable
-    inv_freq[i] = 1.0 / std::pow(c.rope_theta, 2.0 * i / c.head_dim);
-  }
-  MOE_ASSIGN_OR_RETURN(m.inv_freq, a.Upload(inv_freq));
+  // The CPU engine's own table, so both rotate by the same angles.
+  MOE_ASSIGN_OR_RETURN(m.inv_freq,
+                       a.Upload(kernels::cpu::RopeTable(c.head_dim, c.rope_theta).inv_freq()));
   std::vector<int32_t> table(m.max_blocks);
   for (int b = 0; b < m.max_blocks; ++b) table[b] = b;
   MOE_ASSIGN_OR_RETURN(m.block_table, a.Upload(table));
@@ -257,28 +255,32 @@ absl::Status GpuTransformer::Forward(absl::Span<const int32_t> tokens, int start
     MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, H, d.q, q_dim, m.q, st));
     MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, H, d.k, kv_dim, m.k, st));
     MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, H, d.v, kv_dim, m.v, st));
+    // q and k as RoPE and attention read them: normed into qn / kn, or the
+    // projections themselves.
+    float* q = m.q;
+    float* k = m.k;
     switch (c.qk_norm) {
       case QkNorm::kPerHead:
         MOE_CUDA_RETURN_IF_ERROR(
             cuda::RmsNorm(m.q, int64_t{n} * c.num_heads, c.head_dim, d.q_norm, eps, m.qn, st));
         MOE_CUDA_RETURN_IF_ERROR(
             cuda::RmsNorm(m.k, int64_t{n} * c.num_kv_heads, c.head_dim, d.k_norm, eps, m.kn, st));
+        q = m.qn;
+        k = m.kn;
         break;
       case QkNorm::kWholeProjection:
         MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(m.q, n, q_dim, d.q_norm, eps, m.qn, st));
         MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(m.k, n, kv_dim, d.k_norm, eps, m.kn, st));
+        q = m.qn;
+        k = m.kn;
         break;
-      case QkNorm::kNone:  // RoPE below works on qn / kn
-        MOE_CUDA_RETURN_IF_ERROR(
-            cudaMemcpyAsync(m.qn, m.q, sizeof(float) * n * q_dim, cudaMemcpyDeviceToDevice, st));
-        MOE_CUDA_RETURN_IF_ERROR(
-            cudaMemcpyAsync(m.kn, m.k, sizeof(float) * n * kv_dim, cudaMemcpyDeviceToDevice, st));
+      case QkNorm::kNone:
         break;
     }
-    MOE_CUDA_RETURN_IF_ERROR(cuda::Rope(m.qn, n, c.num_heads, c.head_dim, m.positions, m.inv_freq, st));
-    MOE_CUDA_RETURN_IF_ERROR(cuda::Rope(m.kn, n, c.num_kv_heads, c.head_dim, m.positions, m.inv_freq, st));
-    MOE_CUDA_RETURN_IF_ERROR(cuda::AppendKv(m.kn, m.v, n, kv_dim, m.slots, d.k_pool, d.v_pool, st));
-    MOE_CUDA_RETURN_IF_ERROR(cuda::PagedAttention(shape, m.qn, n, m.positions, m.query_start, 1,
+    MOE_CUDA_RETURN_IF_ERROR(cuda::Rope(q, n, c.num_heads, c.head_dim, m.positions, m.inv_freq, st));
+    MOE_CUDA_RETURN_IF_ERROR(cuda::Rope(k, n, c.num_kv_heads, c.head_dim, m.positions, m.inv_freq, st));
+    MOE_CUDA_RETURN_IF_ERROR(cuda::AppendKv(k, m.v, n, kv_dim, m.slots, d.k_pool, d.v_pool, st));
+    MOE_CUDA_RETURN_IF_ERROR(cuda::PagedAttention(shape, q, n, m.positions, m.query_start, 1,
                                                   m.block_table, m.max_blocks, d.k_pool,
                                                   d.v_pool, 1, nullptr, m.attn, st));
     MOE_CUDA_RETURN_IF_ERROR(cuda::FloatToBf16(m.attn, int64_t{n} * q_dim, m.xb, st));
