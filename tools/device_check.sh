@@ -131,6 +131,30 @@ run_test() {
   rows+=("$(printf '%-28s %-9s %6s %6s %7s %6s  %s' "$name" "$result" "$passed" "$failed" "$skipped" "$secs" "$note")")
 }
 
+# Runs bundle/bench/NAME --copy-gbps=$copy_gbps (when it is in the bundle)
+# within the time budget, logging to $out/NAME.log; sets the variables named
+# NOTE_VAR (empty when it ran fine) and LINES_VAR (its last LINES non-blank
+# lines, for the summary) and bench_fail on failure.
+# shellcheck disable=SC2034  # note_ref, lines_ref: namerefs the caller reads
+run_bench() {  # NAME TITLE LINES NOTE_VAR LINES_VAR
+  local name=$1 title=$2 keep=$3
+  local -n note_ref=$4 lines_ref=$5
+  [[ -x "$bundle/bench/$name" ]] || return 0
+  section "$title ($name${copy_gbps:+ --copy-gbps=$copy_gbps})"
+  local limit rc
+  limit=$(time_left "$moe_timeout_s" 0)
+  if ((limit < 10)); then
+    note_ref="NOT RUN (time budget spent)"; bench_fail=1
+    return 0
+  fi
+  timeout -k 10 "$limit" "$bundle/bench/$name" ${copy_gbps:+--copy-gbps=$copy_gbps} \
+    >"$out/$name.log" 2>&1
+  rc=$?
+  cat "$out/$name.log"
+  if ((rc != 0)); then note_ref="FAILED (exit $rc; see $out/$name.log)"; bench_fail=1; fi
+  lines_ref=$(grep -v '^[[:space:]]*$' "$out/$name.log" | tail -"$keep")
+}
+
 main() {
   echo "device_check.sh: bundle $bundle, logs in $out/, started $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname)"
   if [[ ! -d "$bundle/tests" && ! -d "$bundle/bench" && -f "$bundle.tar.xz" ]]; then
@@ -224,37 +248,9 @@ main() {
   fi
   echo "copy bandwidth: $copy_note"
 
-  local moe_lines="" moe_note=""
-  if [[ -x "$bundle/bench/moe_layer_bench" ]]; then
-    section "MoE layer (moe_layer_bench${copy_gbps:+ --copy-gbps=$copy_gbps})"
-    limit=$(time_left "$moe_timeout_s" 0)
-    if ((limit < 10)); then
-      moe_note="NOT RUN (time budget spent)"; bench_fail=1
-    else
-      timeout -k 10 "$limit" "$bundle/bench/moe_layer_bench" ${copy_gbps:+--copy-gbps=$copy_gbps} \
-        >"$out/moe_layer_bench.log" 2>&1
-      rc=$?
-      cat "$out/moe_layer_bench.log"
-      if ((rc != 0)); then moe_note="FAILED (exit $rc; see $out/moe_layer_bench.log)"; bench_fail=1; fi
-      moe_lines=$(grep -v '^[[:space:]]*$' "$out/moe_layer_bench.log" | tail -30)
-    fi
-  fi
-
-  local decode_lines="" decode_note=""
-  if [[ -x "$bundle/bench/gpu_decode_bench" ]]; then
-    section "decode steps (gpu_decode_bench${copy_gbps:+ --copy-gbps=$copy_gbps})"
-    limit=$(time_left "$moe_timeout_s" 0)
-    if ((limit < 10)); then
-      decode_note="NOT RUN (time budget spent)"; bench_fail=1
-    else
-      timeout -k 10 "$limit" "$bundle/bench/gpu_decode_bench" ${copy_gbps:+--copy-gbps=$copy_gbps} \
-        >"$out/gpu_decode_bench.log" 2>&1
-      rc=$?
-      cat "$out/gpu_decode_bench.log"
-      if ((rc != 0)); then decode_note="FAILED (exit $rc; see $out/gpu_decode_bench.log)"; bench_fail=1; fi
-      decode_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_decode_bench.log" | tail -5)
-    fi
-  fi
+  local moe_lines="" moe_note="" decode_lines="" decode_note=""
+  run_bench moe_layer_bench "MoE layer" 30 moe_note moe_lines
+  run_bench gpu_decode_bench "decode steps" 5 decode_note decode_lines
 
   section "summary (${SECONDS} s; logs in $out/)"
   printf '%-28s %-9s %6s %6s %7s %6s  %s\n' "test binary" result passed failed skipped secs note
