@@ -97,6 +97,18 @@ class EngineTest : public ::testing::Test {
     return r.ok() ? r->tokens : std::vector<int32_t>{};
   }
 
+  // Every item ended once, OK, with Generate's tokens and matching usage.
+  void ExpectMatchesGenerate(RecordingSink& sink, const std::vector<WorkItem>& items) {
+    for (const WorkItem& w : items) {
+      auto r = sink.Get(w.request_id);
+      EXPECT_EQ(r.terminals, 1);
+      EXPECT_TRUE(r.status.ok()) << r.status;
+      EXPECT_EQ(r.tokens, Reference(w)) << "request " << w.request_id;
+      EXPECT_EQ(r.prompt_tokens, static_cast<int>(w.prompt.size()));
+      EXPECT_EQ(r.completion_tokens, static_cast<int>(r.tokens.size()));
+    }
+  }
+
   // Declared first: destroyed after the engine loop has stopped.
   LocalCollective local_;
   std::unique_ptr<FaultInjectingCollective> faulty_;
@@ -130,14 +142,7 @@ TEST_F(EngineTest, ConcurrentRequestsMatchGenerate) {
   items[2].ignore_eos = false;
   for (const WorkItem& w : items) ASSERT_TRUE(engine_->Submit(sink, w).ok());
   ASSERT_TRUE(sink->WaitForTerminals(items.size()));
-  for (const WorkItem& w : items) {
-    auto r = sink->Get(w.request_id);
-    EXPECT_EQ(r.terminals, 1);
-    EXPECT_TRUE(r.status.ok()) << r.status;
-    EXPECT_EQ(r.tokens, Reference(w)) << "request " << w.request_id;
-    EXPECT_EQ(r.prompt_tokens, static_cast<int>(w.prompt.size()));
-    EXPECT_EQ(r.completion_tokens, static_cast<int>(r.tokens.size()));
-  }
+  ExpectMatchesGenerate(*sink, items);
 }
 
 TEST_F(EngineTest, AFullQueueIsResourceExhaustedAndWaitingRequestsStillFinish) {
@@ -155,16 +160,12 @@ TEST_F(EngineTest, AFullQueueIsResourceExhaustedAndWaitingRequestsStillFinish) {
   // Two run at a time, the third waits its turn: all match Generate.
   StartLoop();
   ASSERT_TRUE(sink->WaitForTerminals(items.size()));
-  for (const WorkItem& w : items) {
-    auto r = sink->Get(w.request_id);
-    EXPECT_EQ(r.terminals, 1);
-    EXPECT_TRUE(r.status.ok()) << r.status;
-    EXPECT_EQ(r.tokens, Reference(w)) << "request " << w.request_id;
-  }
+  ExpectMatchesGenerate(*sink, items);
   // Finished requests free their places.
-  ASSERT_TRUE(engine_->Submit(sink, Item(5, 4, 3)).ok());
-  ASSERT_TRUE(sink->WaitForTerminals(items.size() + 1));
-  EXPECT_EQ(sink->Get(5).tokens, Reference(Item(5, 4, 3)));
+  items.push_back(Item(5, 4, 3));
+  ASSERT_TRUE(engine_->Submit(sink, items.back()).ok());
+  ASSERT_TRUE(sink->WaitForTerminals(items.size()));
+  ExpectMatchesGenerate(*sink, items);
 }
 
 TEST_F(EngineTest, RefusesBadRequestsWithoutQueueing) {
