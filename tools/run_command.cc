@@ -14,6 +14,7 @@
 #include "engine/sampler.h"
 #include "tools/sampling_flags.h"
 #include "engine/generator.h"
+#include "engine/score.h"
 #include "engine/transformer.h"
 #include "kernels/cpu/linear.h"
 #include "model/weights.h"
@@ -40,6 +41,7 @@ struct RunFlags {
   std::string stop_token_ids;
   std::string format = "text";
   int threads = 0;
+  bool score = false;
 };
 
 double Now() {
@@ -120,6 +122,27 @@ absl::Status Validate(const RunFlags& f, const FlagSet& flags) {
   return absl::OkStatus();
 }
 
+// --score: the log-probability of each prompt token given those before it,
+// and the perplexity over them (the first token is not scored).
+int PrintScore(const PromptScore& score, absl::Span<const int32_t> ids, bool json) {
+  if (json) {
+    nlohmann::json out;
+    out["prompt_tokens"] = ids.size();
+    out["scored_tokens"] = score.token_logprobs.size();
+    out["token_ids"] = ids;
+    out["token_logprobs"] = score.token_logprobs;
+    out["sum_logprob"] = score.sum_logprob();
+    out["perplexity"] = score.perplexity();
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    const size_t n = score.token_logprobs.size();
+    std::printf("scored %zu of %zu tokens: sum log-prob %.6f, mean %.6f, perplexity %.6f\n", n,
+                ids.size(), score.sum_logprob(), n ? score.sum_logprob() / n : 0.0,
+                score.perplexity());
+  }
+  return 0;
+}
+
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "moeserve run: %s\n", std::string(s.message()).c_str());
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
@@ -150,6 +173,9 @@ int RunCommand(int argc, char** argv) {
                "text: stream the completion to stdout; json: print one JSON object at the end "
                "{prompt_tokens, token_ids, text, finish_reason}.");
   flags.Int("threads", &f.threads, "N", "CPU threads for kernels and OpenBLAS (0: all cores).");
+  flags.Bool("score", &f.score,
+             "Generate nothing: print the log-probability of each prompt token given the ones "
+             "before it and the perplexity over them (--format json lists every token).");
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
     std::fprintf(stderr, "moeserve run: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -176,6 +202,12 @@ int RunCommand(int argc, char** argv) {
   const double load_s = Now() - t_load;
   auto prompt = BuildPrompt(f, *text);
   if (!prompt.ok()) return Fail(prompt.status());
+  if (f.score) {
+    Transformer model(**weights);
+    auto score = ScorePrompt(model, *prompt);
+    if (!score.ok()) return Fail(score.status());
+    return PrintScore(*score, *prompt, f.format == "json");
+  }
 
   GenerateOptions options;
   options.max_tokens = f.max_tokens;
