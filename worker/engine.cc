@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,9 +21,10 @@ uint64_t MonotonicNanos() {
 }
 
 struct Engine::Request {
-  Request(std::shared_ptr<RequestSink> s, WorkItem w, KvCache c)
-      : sink(std::move(s)), item(std::move(w)), cache(std::move(c)), sampler(item.sampling) {
+  Request(std::shared_ptr<RequestSink> s, WorkItem w, std::shared_ptr<KvBlockPool> pool)
+      : sink(std::move(s)), item(std::move(w)), cache(std::move(pool)), sampler(item.sampling) {
     sampler.SetPrompt(item.prompt);
+    seq = item.prompt;
   }
 
   std::shared_ptr<RequestSink> sink;
@@ -30,23 +32,52 @@ struct Engine::Request {
   std::vector<int32_t> stops;
   KvCache cache;
   Sampler sampler;
-  int prefilled = 0;  // prompt tokens already in the cache
+  std::vector<int32_t> seq;  // prompt, then the generated tokens
+  int fed = 0;               // positions of seq in the cache
+  bool running = false;      // holds KV blocks and a seat among max_num_seqs
+  int published = 0;         // leading blocks published to the prefix cache
+  uint64_t last_hash = 0;    // the hash of block published - 1 (0: none)
   std::vector<int32_t> generated;
   std::vector<int32_t> fresh;  // generated this step, not yet delivered
   std::vector<SampleResult> fresh_logprobs;  // fresh's, when logprobs >= 1
   bool done = false;
 
   int prompt_size() const { return static_cast<int>(item.prompt.size()); }
+  int size() const { return static_cast<int>(seq.size()); }
 };
 
 Engine::Engine(Transformer& model, Collective& collective, const EngineOptions& options)
-    : model_(model), collective_(collective), options_(options) {}
+    : model_(model), collective_(collective), options_(options) {
+  const ModelConfig& c = model.config();
+  const int64_t kv_dim = int64_t{c.num_kv_heads} * c.head_dim;
+  options_.block_size = std::max(1, options_.block_size);
+  int64_t blocks = options_.kv_cache_blocks > 0
+                       ? options_.kv_cache_blocks
+                       : KvBlockPool::BlocksForBytes(c.num_layers, kv_dim, options_.block_size,
+                                                     options_.kv_cache_bytes);
+  blocks = std::min<int64_t>(blocks, std::numeric_limits<int32_t>::max());
+  pool_ = std::make_shared<KvBlockPool>(c.num_layers, kv_dim, options_.block_size,
+                                        static_cast<int>(blocks));
+  pool_->set_poison_on_allocate(options_.poison_kv);
+  stats_.kv_blocks_total = pool_->num_blocks();
+}
 
 Engine::~Engine() = default;
 
 absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
   MOE_RETURN_IF_ERROR(CheckGenerateRequest(model_.config(), item.prompt, item.max_tokens));
   MOE_RETURN_IF_ERROR(CheckSamplingParams(item.sampling));
+  // A request that could not fit even with the whole cache to itself would
+  // wait forever: refuse it now.
+  const int64_t positions = static_cast<int64_t>(item.prompt.size()) + item.max_tokens;
+  const int64_t needed = (positions + options_.block_size - 1) / options_.block_size;
+  if (needed > pool_->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt (", item.prompt.size(), " tokens) plus max_tokens (", item.max_tokens,
+        ") needs ", needed, " KV-cache blocks of ", options_.block_size,
+        " positions; this worker's whole cache holds ", pool_->num_blocks(),
+        " (--kv-cache-bytes)"));
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     if (exited_) return absl::UnavailableError("this worker's engine has stopped");
@@ -129,9 +160,7 @@ void Engine::DrainInbox() {
   }
   const ModelConfig& c = model_.config();
   for (Submission& s : submits) {
-    const int capacity = static_cast<int>(s.item.prompt.size()) + s.item.max_tokens;
-    auto r = std::make_unique<Request>(std::move(s.sink), std::move(s.item),
-                                       model_.NewCache(capacity));
+    auto r = std::make_unique<Request>(std::move(s.sink), std::move(s.item), pool_);
     r->stops = r->item.stop_token_ids;
     if (!r->item.ignore_eos) {
       r->stops.insert(r->stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
@@ -168,39 +197,119 @@ void Engine::Retire() {
   admitted_ -= static_cast<int64_t>(removed);
 }
 
-// Decode tokens first (latency), then prefill chunks, within the budget.
+void Engine::Preempt(Request& r) {
+  r.cache.Clear();
+  r.fed = 0;
+  r.running = false;
+  r.published = 0;
+  r.last_hash = 0;
+  std::lock_guard<std::mutex> l(mu_);
+  ++stats_.preemptions;
+}
+
+void Engine::MatchPrefix(Request& r) {
+  const int bs = options_.block_size;
+  const absl::Span<const int32_t> seq(r.seq);
+  uint64_t parent = 0;
+  int matched = 0;
+  // Leave the last token to compute: its logits give the next token.
+  while ((matched + 1) * bs <= r.size() - 1) {
+    const absl::Span<const int32_t> tokens = seq.subspan(matched * bs, bs);
+    const uint64_t h = KvBlockPool::HashBlock(parent, tokens);
+    const int32_t block = pool_->Find(h, parent, tokens);
+    if (block < 0) break;
+    r.cache.AppendShared(block);
+    parent = h;
+    ++matched;
+  }
+  r.fed = matched * bs;
+  r.published = matched;
+  r.last_hash = parent;
+}
+
+void Engine::PublishBlocks(Request& r) {
+  const int bs = options_.block_size;
+  const absl::Span<const int32_t> seq(r.seq);
+  while ((r.published + 1) * bs <= r.fed) {
+    const absl::Span<const int32_t> tokens = seq.subspan(r.published * bs, bs);
+    const uint64_t h = KvBlockPool::HashBlock(r.last_hash, tokens);
+    pool_->Publish(r.cache.blocks()[r.published], h, r.last_hash, tokens);
+    r.last_hash = h;
+    ++r.published;
+  }
+}
+
+// vLLM's scheduler on our paged cache. Running requests first, in arrival
+// order: each gets its next tokens (one to decode, or a prefill chunk) within
+// the step's budget, taking KV blocks as needed; when none are free, the
+// latest-arrived running request is preempted (its blocks taken back; it
+// recomputes later), itself if it is the latest. Then waiting requests in
+// arrival order start while seats, budget and free blocks last; the first
+// that does not fit stops the rest (no overtaking, so none starves). The
+// earliest request can always take every block, so the engine never
+// deadlocks, and Submit refuses requests larger than the whole cache.
 std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) {
   std::vector<Chunk> picked;
   int budget = options_.max_step_tokens;
-  // The first max_num_seqs requests, in arrival order, run; the rest wait.
-  const size_t running =
-      std::min(requests_.size(), static_cast<size_t>(std::max(1, options_.max_num_seqs)));
-  const absl::Span<const std::unique_ptr<Request>> run(requests_.data(), running);
-  for (const auto& r : run) {
-    if (budget == 0) break;
-    if (r->prefilled == r->prompt_size()) {
-      picked.push_back({r.get(), static_cast<int>(r->generated.size()) - 1, 1});
-      --budget;
+  const int chunk_limit = std::max(1, options_.prefill_chunk);
+  auto want = [&](const Request& r) { return std::min({r.size() - r.fed, chunk_limit, budget}); };
+  int running = 0;
+  for (const auto& r : requests_) running += r->running ? 1 : 0;
+
+  for (size_t i = 0; i < requests_.size() && budget > 0; ++i) {
+    Request& r = *requests_[i];
+    if (!r.running) continue;
+    const int n = want(r);
+    bool self_preempted = false;
+    while (!r.cache.Reserve(r.fed + n)) {
+      size_t victim = requests_.size();
+      while (victim-- > i + 1 && !requests_[victim]->running) {
+      }
+      if (victim <= i) {
+        Preempt(r);
+        self_preempted = true;
+        break;
+      }
+      Preempt(*requests_[victim]);
     }
-  }
-  for (const auto& r : run) {
-    if (budget == 0) break;
-    const int left = r->prompt_size() - r->prefilled;
-    if (left == 0) continue;
-    const int n = std::min({left, std::max(1, options_.prefill_chunk), budget});
-    picked.push_back({r.get(), r->prefilled, n});
+    if (self_preempted) {
+      --running;
+      break;  // everything after r is preempted too
+    }
+    picked.push_back({&r, r.fed, n});
     budget -= n;
   }
+  running = 0;
+  for (const auto& r : requests_) running += r->running ? 1 : 0;
+
+  for (const auto& rp : requests_) {
+    if (budget == 0 || running >= std::max(1, options_.max_num_seqs)) break;
+    Request& r = *rp;
+    if (r.running) continue;
+    if (options_.prefix_caching) MatchPrefix(r);
+    const int n = want(r);
+    if (!r.cache.Reserve(r.fed + n)) {
+      r.cache.Clear();  // wait, holding nothing, until blocks free up
+      r.fed = r.published = 0;
+      r.last_hash = 0;
+      break;
+    }
+    if (options_.prefix_caching) {
+      std::lock_guard<std::mutex> l(mu_);
+      stats_.prefix_queries += r.size();
+      stats_.prefix_hits += r.fed;
+    }
+    r.running = true;
+    ++running;
+    picked.push_back({&r, r.fed, n});
+    budget -= n;
+  }
+
   chunks->clear();
   for (const Chunk& ch : picked) {
     Request& r = *ch.request;
-    if (r.prefilled < r.prompt_size()) {
-      chunks->push_back({absl::MakeConstSpan(r.item.prompt).subspan(ch.begin, ch.count),
-                         ch.begin, &r.cache, false});
-    } else {
-      chunks->push_back({absl::MakeConstSpan(&r.generated[ch.begin], 1),
-                         r.prompt_size() + ch.begin, &r.cache, false});
-    }
+    chunks->push_back(
+        {absl::MakeConstSpan(r.seq).subspan(ch.begin, ch.count), ch.begin, &r.cache, false});
   }
   return picked;
 }
@@ -255,13 +364,16 @@ void Engine::ReportLoad() {
   EngineLoad load;
   load.active_requests = static_cast<int>(requests_.size());
   for (const auto& r : requests_) {
-    load.pending_tokens += (r->prompt_size() - r->prefilled) +
+    load.pending_tokens += (r->size() - r->fed) +
                            (r->item.max_tokens - static_cast<int64_t>(r->generated.size()));
-    load.kv_tokens += r->cache.capacity();
   }
+  load.kv_tokens = int64_t{pool_->num_used()} * options_.block_size;
   {
     std::lock_guard<std::mutex> l(mu_);
     stats_.active_requests = load.active_requests;
+    stats_.running_requests = 0;
+    for (const auto& r : requests_) stats_.running_requests += r->running ? 1 : 0;
+    stats_.kv_blocks_used = pool_->num_used();
   }
   if (load == last_load_) return;
   // Pending tokens shrink every step; a report per step would double the
@@ -316,10 +428,9 @@ absl::Status Engine::Run() {
     uint64_t generated = 0;
     for (size_t i = 0; i < picked.size(); ++i) {
       Request& r = *picked[i].request;
-      if (r.prefilled < r.prompt_size()) {
-        r.prefilled += picked[i].count;
-        if (r.prefilled < r.prompt_size()) continue;  // more prompt to go
-      }
+      r.fed += picked[i].count;
+      if (options_.prefix_caching) PublishBlocks(r);
+      if (r.fed < r.size()) continue;  // more prompt (or recomputation) to go
       // Log-probs only when asked for: they cost a sort of the vocabulary.
       const float* row = &logits[i * c.vocab_size];
       int32_t next;
@@ -331,6 +442,7 @@ absl::Status Engine::Run() {
         next = r.sampler.Sample(row, c.vocab_size);
       }
       r.sampler.Accept(next);
+      r.seq.push_back(next);
       r.generated.push_back(next);
       r.fresh.push_back(next);
       ++generated;

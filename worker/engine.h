@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "collective/collective.h"
 #include "engine/generator.h"
+#include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "engine/transformer.h"
 
@@ -80,12 +81,22 @@ class RequestSink {
 
 struct EngineOptions {
   int prefill_chunk = 256;      // prompt tokens of one request per step
-  int max_step_tokens = 2048;   // tokens of all requests per step
+  int max_step_tokens = 2048;   // tokens of all requests per step (vLLM's max_num_batched_tokens)
   // Requests scheduled together (first come, first served); later ones
   // wait. Beyond max_num_seqs + max_waiting admitted requests, Submit
   // answers RESOURCE_EXHAUSTED.
   int max_num_seqs = 256;
   int max_waiting = 1024;
+  // The paged KV cache: blocks of block_size positions, as many as fit in
+  // kv_cache_bytes (or exactly kv_cache_blocks when > 0). Memory is
+  // committed as blocks are first used.
+  int block_size = 16;
+  int64_t kv_cache_bytes = int64_t{1} << 30;
+  int64_t kv_cache_blocks = 0;
+  // Share the KV blocks of common prompt prefixes between requests.
+  bool prefix_caching = true;
+  // Testing: NaN in every block handed out (KvBlockPool::set_poison_on_allocate).
+  bool poison_kv = false;
 };
 
 struct EngineLoad {
@@ -103,6 +114,14 @@ struct EngineStats {
   double step_seconds = 0;
   uint64_t generated_tokens = 0;
   int active_requests = 0;  // admitted and not ended (as of the last step)
+  int running_requests = 0;  // holding KV blocks (as of the last step)
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;    // held by some request (as of the last step)
+  // Requests whose blocks were taken back to make room (they recompute).
+  uint64_t preemptions = 0;
+  // Prefix cache: prompt tokens looked up when requests started, and those
+  // found cached (vLLM's prefix_cache_queries / _hits).
+  uint64_t prefix_queries = 0, prefix_hits = 0;
   // Idle periods ended by a peer's ring, and ring-to-wake latency.
   uint64_t wakes_by_peer = 0;
   double wake_latency_sum = 0, wake_latency_max = 0;
@@ -148,7 +167,7 @@ class Engine {
   struct Request;
   struct Chunk {
     Request* request;
-    int begin, count;  // prompt or generated positions fed this step
+    int begin, count;  // positions of the request's tokens fed this step
   };
 
   void DrainInbox();
@@ -161,6 +180,13 @@ class Engine {
   void FailAll(const absl::Status& status);
   void DeliverAll();
   void ReportLoad();
+  // Takes back r's blocks; r recomputes its tokens when it runs again.
+  void Preempt(Request& r);
+  // Shares the cached blocks of r's longest cached prefix (leaving at least
+  // its last token to compute).
+  void MatchPrefix(Request& r);
+  // Publishes r's newly filled blocks to the prefix cache.
+  void PublishBlocks(Request& r);
 
   Transformer& model_;
   Collective& collective_;
@@ -186,6 +212,7 @@ class Engine {
   EngineStats stats_;
 
   // Engine thread only.
+  std::shared_ptr<KvBlockPool> pool_;
   std::vector<std::unique_ptr<Request>> requests_;  // admission order
   std::vector<std::pair<std::shared_ptr<RequestSink>, std::vector<RequestUpdate>>> outbox_;
   uint64_t idle_period_ = 0;
