@@ -204,6 +204,7 @@ absl::StatusOr<internal::v1::Submit> RequestBuilder::Build(
   // models end their turn with it).
   if (eos_id_ && !request.ignore_eos()) submit.add_stop_token_ids(*eos_id_);
   submit.set_ignore_eos(request.ignore_eos());
+  submit.set_priority(request.priority());
   return submit;
 }
 

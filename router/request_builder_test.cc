@@ -105,6 +105,16 @@ TEST(RequestBuilderTest, IgnoreEosLeavesEosOut) {
   EXPECT_TRUE(s->stop_token_ids().empty());
   EXPECT_TRUE(s->ignore_eos());
   EXPECT_EQ(s->max_tokens(), 5u);
+  EXPECT_EQ(s->priority(), 0);
+}
+
+TEST(RequestBuilderTest, PriorityPassesToTheWorker) {
+  auto b = Builder(kChatModel);
+  v1::GenerateRequest r = Ids({1});
+  r.set_priority(-3);
+  auto s = b->Build(r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->priority(), -3);
 }
 
 TEST(RequestBuilderTest, TextIsEncodedWithSpecialTokens) {

@@ -37,6 +37,7 @@ struct GenerateFlags {
   int max_tokens = 64;
   SamplingParams sampling;
   bool ignore_eos = false;
+  int priority = 0;
   std::string stop_token_ids;
   std::string stop;  // one stop string (FlagSet has no repeated flags)
   std::string format = "text";
@@ -124,6 +125,7 @@ absl::StatusOr<v1::GenerateRequest> BuildRequest(const GenerateFlags& f, const F
   sp->set_logprobs(f.sampling.logprobs);
   request.set_max_tokens(static_cast<uint32_t>(f.max_tokens));
   request.set_ignore_eos(f.ignore_eos);
+  request.set_priority(f.priority);
   return request;
 }
 
@@ -144,6 +146,8 @@ int GenerateCommand(int argc, char** argv) {
   flags.Int("max-tokens", &f.max_tokens, "N", "Most tokens to generate (0: the server's 16).");
   AddSamplingFlags(flags, &f.sampling);
   flags.Bool("ignore-eos", &f.ignore_eos, "Do not stop at the model's EOS tokens.");
+  flags.Int("priority", &f.priority, "N",
+            "Scheduling priority on the worker: lower runs first (default 0).");
   flags.String("stop-token-ids", &f.stop_token_ids, "IDS", "Extra token ids that end generation.");
   flags.String("stop", &f.stop, "TEXT",
                "A stop string: generation ends where the output text contains it (it and what "

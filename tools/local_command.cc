@@ -36,6 +36,10 @@ struct LocalFlags {
   int worker_timeout_s = 30;
   int max_num_seqs = 256;
   int max_waiting = 1024;
+  int max_num_batched_tokens = 2048;
+  int block_size = 16;
+  int64_t kv_cache_bytes = int64_t{1} << 30;
+  bool prefix_caching = true;
 };
 
 std::string SelfExe() {
@@ -81,6 +85,12 @@ int LocalCommand(int argc, char** argv) {
             "Each worker's requests scheduled together; later ones wait.");
   flags.Int("max-waiting", &f.max_waiting, "N",
             "Each worker's waiting requests beyond --max-num-seqs; more: RESOURCE_EXHAUSTED.");
+  flags.Int("max-num-batched-tokens", &f.max_num_batched_tokens, "N",
+            "Each worker's tokens per step (decode tokens and prefill chunks together).");
+  flags.Int("block-size", &f.block_size, "N", "Positions per KV-cache block.");
+  flags.Int64("kv-cache-bytes", &f.kv_cache_bytes, "BYTES", "Each worker's KV-cache memory.");
+  flags.Bool("enable-prefix-caching", &f.prefix_caching,
+             "Workers share the KV blocks of common prompt prefixes.");
   flags.Int("worker-timeout", &f.worker_timeout_s, "SECONDS",
             "Workers' collective timeout (a lost rank is noticed within it).");
   if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
@@ -149,6 +159,13 @@ int LocalCommand(int argc, char** argv) {
                                      "--timeout=" + std::to_string(f.worker_timeout_s),
                                      "--max-num-seqs=" + std::to_string(f.max_num_seqs),
                                      "--max-waiting=" + std::to_string(f.max_waiting),
+                                     "--max-num-batched-tokens=" +
+                                         std::to_string(f.max_num_batched_tokens),
+                                     "--block-size=" + std::to_string(f.block_size),
+                                     "--kv-cache-bytes=" + std::to_string(f.kv_cache_bytes),
+                                     std::string(f.prefix_caching
+                                                     ? "--enable-prefix-caching"
+                                                     : "--no-enable-prefix-caching"),
                                      "--coordinator=" +
                                          (rank == 0 ? f.host + ":0" : coordinator)};
     auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), args);

@@ -60,6 +60,7 @@ Engine::Engine(Transformer& model, Collective& collective, const EngineOptions& 
                                         static_cast<int>(blocks));
   pool_->set_poison_on_allocate(options_.poison_kv);
   stats_.kv_blocks_total = pool_->num_blocks();
+  stats_.kv_block_size = options_.block_size;
 }
 
 Engine::~Engine() = default;
@@ -165,7 +166,11 @@ void Engine::DrainInbox() {
     if (!r->item.ignore_eos) {
       r->stops.insert(r->stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
     }
-    requests_.push_back(std::move(r));
+    // After every request of the same or a lower priority value.
+    const int priority = r->item.priority;
+    auto at = std::upper_bound(requests_.begin(), requests_.end(), priority,
+                               [](int p, const auto& q) { return p < q->item.priority; });
+    requests_.insert(at, std::move(r));
   }
   for (const RequestSink* sink : dropped) {
     for (auto& r : requests_) {
@@ -239,15 +244,16 @@ void Engine::PublishBlocks(Request& r) {
   }
 }
 
-// vLLM's scheduler on our paged cache. Running requests first, in arrival
-// order: each gets its next tokens (one to decode, or a prefill chunk) within
-// the step's budget, taking KV blocks as needed; when none are free, the
-// latest-arrived running request is preempted (its blocks taken back; it
-// recomputes later), itself if it is the latest. Then waiting requests in
-// arrival order start while seats, budget and free blocks last; the first
-// that does not fit stops the rest (no overtaking, so none starves). The
-// earliest request can always take every block, so the engine never
-// deadlocks, and Submit refuses requests larger than the whole cache.
+// vLLM's scheduler on our paged cache. Requests are ordered by priority, then
+// arrival. Running requests first, in that order: each gets its next tokens
+// (one to decode, or a prefill chunk) within the step's budget, taking KV
+// blocks as needed; when none are free, the last running request in the
+// order is preempted (its blocks taken back; it recomputes later), itself if
+// it is the last. Then waiting requests start, in order, while seats, budget
+// and free blocks last; the first that does not fit stops the rest (no
+// overtaking, so none starves). The first request can always take every
+// block, so the engine never deadlocks, and Submit refuses requests larger
+// than the whole cache.
 std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) {
   std::vector<Chunk> picked;
   int budget = options_.max_step_tokens;

@@ -55,6 +55,9 @@ struct WorkItem {
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids
   bool ignore_eos = false;
+  // Lower runs first; equal priorities in arrival order. The latest request
+  // in that order is the first preempted.
+  int priority = 0;
 };
 
 // What one step produced for one request.
@@ -116,6 +119,7 @@ struct EngineStats {
   int active_requests = 0;  // admitted and not ended (as of the last step)
   int running_requests = 0;  // holding KV blocks (as of the last step)
   int kv_blocks_total = 0;
+  int kv_block_size = 0;
   int kv_blocks_used = 0;    // held by some request (as of the last step)
   // Requests whose blocks were taken back to make room (they recompute).
   uint64_t preemptions = 0;
@@ -213,7 +217,7 @@ class Engine {
 
   // Engine thread only.
   std::shared_ptr<KvBlockPool> pool_;
-  std::vector<std::unique_ptr<Request>> requests_;  // admission order
+  std::vector<std::unique_ptr<Request>> requests_;  // by (priority, arrival)
   std::vector<std::pair<std::shared_ptr<RequestSink>, std::vector<RequestUpdate>>> outbox_;
   uint64_t idle_period_ = 0;
   EngineLoad last_load_;

@@ -31,6 +31,7 @@ class RecordingSink : public RequestSink {
       auto& r = results_[u.request_id];
       r.tokens.insert(r.tokens.end(), u.tokens.begin(), u.tokens.end());
       if (u.finished) {
+        finish_order_.push_back(u.request_id);
         ++r.terminals;
         r.status = u.status;
         r.reason = u.finish_reason;
@@ -55,6 +56,10 @@ class RecordingSink : public RequestSink {
       return done >= n;
     });
   }
+  std::vector<uint64_t> finish_order() {
+    std::lock_guard<std::mutex> l(mu_);
+    return finish_order_;
+  }
   Result Get(uint64_t id) {
     std::lock_guard<std::mutex> l(mu_);
     return results_[id];
@@ -64,6 +69,7 @@ class RecordingSink : public RequestSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, Result> results_;
+  std::vector<uint64_t> finish_order_;
   int deliveries_ = 0;
 };
 
@@ -177,6 +183,26 @@ TEST_F(EngineTest, AFullQueueIsResourceExhaustedAndWaitingRequestsStillFinish) {
   items.push_back(Item(5, 4, 3));
   ASSERT_TRUE(engine_->Submit(sink, items.back()).ok());
   ASSERT_TRUE(sink->WaitForTerminals(items.size()));
+  ExpectMatchesGenerate(*sink, items);
+}
+
+// One seat: requests run one at a time, lowest priority value first, equal
+// values in arrival order.
+TEST_F(EngineTest, PriorityOrdersWaitingRequests) {
+  EngineOptions o;
+  o.max_num_seqs = 1;
+  Start(&local_, o, /*run=*/false);
+  auto sink = std::make_shared<RecordingSink>();
+  std::vector<WorkItem> items;
+  const int priorities[] = {0, -1, 5, -1, 0};
+  for (uint64_t id = 1; id <= 5; ++id) {
+    items.push_back(Item(id, 4 + id, 3));
+    items.back().priority = priorities[id - 1];
+  }
+  for (const WorkItem& w : items) ASSERT_TRUE(engine_->Submit(sink, w).ok());
+  StartLoop();
+  ASSERT_TRUE(sink->WaitForTerminals(items.size()));
+  EXPECT_EQ(sink->finish_order(), (std::vector<uint64_t>{2, 4, 1, 5, 3}));
   ExpectMatchesGenerate(*sink, items);
 }
 

@@ -57,6 +57,9 @@ struct WorkerFlags {
   int max_step_tokens = 2048;
   int max_num_seqs = 256;
   int max_waiting = 1024;
+  int block_size = 16;
+  int64_t kv_cache_bytes = int64_t{1} << 30;
+  bool prefix_caching = true;
 };
 
 std::string HostOf(const std::string& address) {
@@ -110,6 +113,15 @@ absl::Status Validate(const WorkerFlags& f) {
   if (f.world_size < 1) return absl::InvalidArgumentError("--world-size must be >= 1");
   if (f.max_num_seqs < 1) return absl::InvalidArgumentError("--max-num-seqs must be >= 1");
   if (f.max_waiting < 0) return absl::InvalidArgumentError("--max-waiting must be >= 0");
+  if (f.max_step_tokens < 1) {
+    return absl::InvalidArgumentError("--max-num-batched-tokens must be >= 1");
+  }
+  if (f.prefill_chunk < 1) return absl::InvalidArgumentError("--prefill-chunk must be >= 1");
+  if (f.block_size < 1 || f.block_size > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--block-size must be in [1, 1024], got ", f.block_size));
+  }
+  if (f.kv_cache_bytes < 1) return absl::InvalidArgumentError("--kv-cache-bytes must be >= 1");
   if (f.rank < 0 || f.rank >= f.world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("--rank ", f.rank, " is outside [0, --world-size ", f.world_size, ")"));
@@ -191,7 +203,17 @@ int WorkerMain(int argc, char** argv, int first) {
   flags.Int("formation-timeout", &f.formation_timeout_s, "SECONDS",
             "Longest wait for the other ranks to join.");
   flags.Int("prefill-chunk", &f.prefill_chunk, "N", "Prompt tokens per request per step.");
-  flags.Int("max-step-tokens", &f.max_step_tokens, "N", "Tokens of all requests per step.");
+  flags.Int("max-num-batched-tokens", &f.max_step_tokens, "N",
+            "Tokens of all requests per step (decode tokens and prefill chunks together).");
+  flags.Int("max-step-tokens", &f.max_step_tokens, "N", "Old name of --max-num-batched-tokens.");
+  flags.Int("block-size", &f.block_size, "N", "Positions per KV-cache block.");
+  flags.Int64("kv-cache-bytes", &f.kv_cache_bytes, "BYTES",
+              "Memory for the KV cache (keys and values of every layer, float on the CPU); "
+              "committed as blocks are first used. When it runs out, the latest requests are "
+              "preempted and recomputed later.");
+  flags.Bool("enable-prefix-caching", &f.prefix_caching,
+             "Share the KV blocks of prompt prefixes requests have in common "
+             "(--no-enable-prefix-caching: off).");
   flags.Int("max-num-seqs", &f.max_num_seqs, "N",
             "Requests scheduled together (first come, first served); later ones wait.");
   flags.Int("max-waiting", &f.max_waiting, "N",
@@ -323,7 +345,16 @@ int WorkerMain(int argc, char** argv, int first) {
   options.max_step_tokens = f.max_step_tokens;
   options.max_num_seqs = f.max_num_seqs;
   options.max_waiting = f.max_waiting;
+  options.block_size = f.block_size;
+  options.kv_cache_bytes = f.kv_cache_bytes;
+  options.prefix_caching = f.prefix_caching;
   Engine engine(model, **collective, options);
+  if (engine.stats().kv_blocks_total == 0) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+                    "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
+                    f.block_size, " positions for this model")),
+                f.rank);
+  }
   PeerRing ring(f.rank, epoch, peers);
   engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
   engine.set_load_listener([&service](const EngineLoad& load) { service.BroadcastLoad(load); });

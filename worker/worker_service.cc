@@ -86,6 +86,7 @@ grpc::Status WorkerService::Connect(
       item.sampling.logprobs = sp.logprobs();  // raw mode (the sampler's default)
       item.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
       item.ignore_eos = s.ignore_eos();
+      item.priority = s.priority();
       if (absl::Status st = engine_->Submit(sink, std::move(item)); !st.ok()) {
         sink->Refuse(s.request_id(), st);
       }
@@ -132,6 +133,13 @@ grpc::Status WorkerService::GetStatus(grpc::ServerContext* context,
   response->set_step_seconds(stats.step_seconds);
   response->set_generated_tokens(stats.generated_tokens);
   response->set_active_requests(stats.active_requests);
+  response->set_running_requests(stats.running_requests);
+  response->set_kv_blocks_total(stats.kv_blocks_total);
+  response->set_kv_blocks_used(stats.kv_blocks_used);
+  response->set_kv_block_size(stats.kv_block_size);
+  response->set_preemptions(stats.preemptions);
+  response->set_prefix_cache_queries(stats.prefix_queries);
+  response->set_prefix_cache_hits(stats.prefix_hits);
   response->set_wakes_by_peer(stats.wakes_by_peer);
   response->set_wake_latency_seconds_sum(stats.wake_latency_sum);
   response->set_wake_latency_seconds_max(stats.wake_latency_max);
