@@ -211,17 +211,102 @@ class ClusterTest(unittest.TestCase):
             call.cancel()
             deadline = time.time() + 5
             while time.time() < deadline:
-                if all(c.worker_status(r).active_requests == 0 for r in range(WORKERS)):
+                if all(c.worker_status(r).active_requests == 0 and
+                       c.worker_status(r).kv_blocks_used == 0 for r in range(WORKERS)):
                     break
                 time.sleep(0.02)
             for r in range(WORKERS):
-                self.assertEqual(c.worker_status(r).active_requests, 0, f"rank {r}")
+                st = c.worker_status(r)
+                self.assertEqual((st.active_requests, st.kv_blocks_used), (0, 0), f"rank {r}")
             gen = sum(c.worker_status(r).generated_tokens for r in range(WORKERS))
             self.assertLess(gen, 250)  # it stopped early
             # Still serving.
             tokens, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=[1, 2]),
                                       max_tokens=3, ignore_eos=True)
             self.assertEqual(len(tokens), 3)
+
+    def test_a_storm_of_deadlines_and_cancels_frees_every_kv_block(self):
+        # 24 requests at once on the demo model (one thread per worker: ~1000
+        # tokens take seconds): 8 with deadlines of 0.2-0.6 s, 8 cancelled
+        # after their first tokens, 8 short ones that finish. Each ends as it
+        # should, then no worker holds a request or a KV block, and the
+        # cluster still serves.
+        with Cluster("models/austen-moe", WORKERS) as c:
+            outcomes, lock = {}, threading.Lock()
+
+            def deadline(i):
+                t0 = time.time()
+                try:
+                    c.generate(timeout=0.2 + 0.05 * i, text="It is a truth", max_tokens=1000,
+                               ignore_eos=True)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as e:
+                    code = e.code()
+                with lock:
+                    outcomes[("deadline", i)] = (code, time.time() - t0)
+
+            def cancel(i):
+                call = c.stub.Generate(inference_pb2.GenerateRequest(
+                    text="Emma Woodhouse", max_tokens=1000, ignore_eos=True), timeout=60)
+                next(call)
+                time.sleep(0.01 * i)
+                call.cancel()
+                with lock:
+                    outcomes[("cancel", i)] = (grpc.StatusCode.CANCELLED, 0)
+
+            def short(i):
+                tokens, _, finish = c.generate(text="Mr. Darcy", max_tokens=20, ignore_eos=True)
+                with lock:
+                    outcomes[("short", i)] = (grpc.StatusCode.OK if len(tokens) == 20 else
+                                              grpc.StatusCode.UNKNOWN, 0)
+            threads = [threading.Thread(target=f, args=(i,))
+                       for i in range(8) for f in (deadline, cancel, short)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(len(outcomes), 24)
+            for (kind, i), (code, took) in sorted(outcomes.items()):
+                want = {"deadline": grpc.StatusCode.DEADLINE_EXCEEDED,
+                        "cancel": grpc.StatusCode.CANCELLED, "short": grpc.StatusCode.OK}[kind]
+                self.assertEqual(code, want, f"{kind} {i}")
+                self.assertLess(took, 3.0, f"{kind} {i}")
+
+            def idle():
+                return all(c.worker_status(r).active_requests == 0 and
+                           c.worker_status(r).kv_blocks_used == 0 for r in range(WORKERS))
+            deadline_s = time.time() + 5
+            while time.time() < deadline_s and not idle():
+                time.sleep(0.02)
+            for r in range(WORKERS):
+                st = c.worker_status(r)
+                self.assertEqual((st.active_requests, st.kv_blocks_used), (0, 0), f"rank {r}")
+                self.assertGreater(st.kv_blocks_total, 0)
+            gen = sum(c.worker_status(r).generated_tokens for r in range(WORKERS))
+            self.assertLess(gen, 16 * 1000)  # the long ones stopped early
+            tokens, _, _ = c.generate(text="Emma", max_tokens=3, ignore_eos=True)
+            self.assertEqual(len(tokens), 3)
+
+    def test_prefix_cache_hits_on_a_shared_prompt_with_run_s_tokens(self):
+        # W + 1 requests one after another share a 40-token prefix: some
+        # worker serves two of them and finds the prefix's blocks cached. The
+        # outputs are run's (no cache) all the same.
+        model = f"{FIXTURES}/qwen3_moe_f32"
+        shared = [(13 * j + 7) % 300 + 1 for j in range(40)]
+        with Cluster(model, WORKERS, "--block-size", "8") as c:
+            for i in range(WORKERS + 1):
+                prompt = shared + [i + 1, i + 2]
+                want = run_json(model, "--prompt-ids", ",".join(map(str, prompt)),
+                                "--max-tokens", "6", "--ignore-eos")["token_ids"]
+                tokens, _, _ = c.generate(token_ids=inference_pb2.TokenIds(ids=prompt),
+                                          max_tokens=6, ignore_eos=True)
+                self.assertEqual(tokens, want, f"request {i}")
+            sts = [c.worker_status(r) for r in range(WORKERS)]
+            hits = sum(st.prefix_cache_hits for st in sts)
+            queries = sum(st.prefix_cache_queries for st in sts)
+            self.assertEqual(queries, (WORKERS + 1) * 42)
+            self.assertGreaterEqual(hits, 40)  # five full blocks of 8, at least once
+            self.assertEqual({st.kv_block_size for st in sts}, {8})
 
     def test_bad_requests_get_clear_errors_and_the_cluster_keeps_serving(self):
         with Cluster(f"{FIXTURES}/qwen3_moe_f32", WORKERS) as c:

@@ -8,7 +8,9 @@
 # (pthread flavour), nlohmann-json, PCRE2 (tokenizer regexes), utf8proc
 # (Unicode normalisation), clang + libFuzzer (the fuzz target), Node.js + npm
 # (reference tokenizers in tests), Python 3 (the test summary) with grpcio and
-# protobuf (the independent gRPC client of the cluster tests).
+# protobuf (the independent gRPC client of the cluster tests), numpy and
+# torch (the demo model's training script, which a test runs for two steps),
+# wbritish (an English dictionary the demo-model test checks its text with).
 # An entry `package:command` is skipped when `command` is already on PATH
 # (e.g. a Node.js installed from elsewhere, which Debian's npm conflicts with).
 
@@ -35,6 +37,9 @@ MOESERVE_PACKAGES=(
   python3:python3
   python3-grpcio
   python3-protobuf
+  python3-numpy
+  python3-torch
+  wbritish
   g++
 )
 
