@@ -8,17 +8,47 @@ decode step takes milliseconds on a CPU and fixed per-step costs (gRPC,
 all-to-all) show in the ratio.
 
     /usr/bin/python3 bench/make_bench_model.py /tmp/moeserve-bench-model
+
+Qwen3-30B-A3B's own dimensions, cut to 4 of its 48 layers (3.7 GB; the
+serving benchmark's model):
+
+    /usr/bin/python3 bench/make_bench_model.py /tmp/moeserve-bench-30b --hidden 2048 \
+        --experts 128 --expert-width 768 --top-k 8 --vocab 151936 --heads 32 --kv-heads 4 \
+        --head-dim 128
 """
 import argparse
 import json
 import os
+import struct
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "reference"))
-from safetensors_io import f32_to_bf16_bits, write_safetensors  # noqa: E402
+from safetensors_io import f32_to_bf16_bits  # noqa: E402
+
+CHUNK = 1 << 24  # elements generated and converted at a time
+
+
+def write_streaming(path, specs, metadata):
+    """Writes a BF16 safetensors file tensor by tensor, each generated in row chunks by
+    its function, so that memory stays at one chunk whatever the checkpoint's size.
+    specs: [(name, shape, fill(rows) -> float32 array [rows, *shape[1:]])]."""
+    header, off = {"__metadata__": metadata}, 0
+    for name, shape, _ in specs:
+        n = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + n]}
+        off += n
+    hj = json.dumps(header, separators=(",", ":")).encode()
+    hj += b" " * ((8 - (8 + len(hj)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)) + hj)
+        for _, shape, fill in specs:
+            row = int(np.prod(shape[1:]))
+            step = max(1, CHUNK // max(1, row))
+            for r in range(0, shape[0], step):
+                f.write(f32_to_bf16_bits(fill(min(step, shape[0] - r))).tobytes())
 
 
 def main():
@@ -30,18 +60,24 @@ def main():
     p.add_argument("--expert-width", type=int, default=384)
     p.add_argument("--top-k", type=int, default=8)
     p.add_argument("--vocab", type=int, default=32768)
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--kv-heads", type=int, default=4)
+    p.add_argument("--head-dim", type=int, default=64)
     a = p.parse_args()
-    heads, kv_heads, head_dim = 16, 4, 64
+    heads, kv_heads, head_dim = a.heads, a.kv_heads, a.head_dim
     h = a.hidden
     rng = np.random.default_rng(0)
 
     def bf16(*shape, scale=None):
         fan_in = shape[-1]
-        x = rng.standard_normal(shape, dtype=np.float32) * (scale or fan_in ** -0.5)
-        return ("BF16", f32_to_bf16_bits(x))
+
+        def fill(rows):
+            x = rng.standard_normal((rows,) + shape[1:], dtype=np.float32)
+            return x * np.float32(scale or fan_in ** -0.5)
+        return (shape, fill)
 
     def ones(n):
-        return ("BF16", f32_to_bf16_bits(np.ones(n, np.float32)))
+        return ((n,), lambda rows: np.ones(rows, np.float32))
 
     t = {"model.embed_tokens.weight": bf16(a.vocab, h, scale=0.02),
          "model.norm.weight": ones(h), "lm_head.weight": bf16(a.vocab, h)}
@@ -62,7 +98,8 @@ def main():
             t[ep + "up_proj.weight"] = bf16(a.expert_width, h)
             t[ep + "down_proj.weight"] = bf16(h, a.expert_width)
     os.makedirs(a.out, exist_ok=True)
-    write_safetensors(os.path.join(a.out, "model.safetensors"), t, {"format": "pt"})
+    write_streaming(os.path.join(a.out, "model.safetensors"),
+                    [(name, shape, fill) for name, (shape, fill) in t.items()], {"format": "pt"})
     config = {
         "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
         "hidden_size": h, "num_hidden_layers": a.layers, "num_attention_heads": heads,
