@@ -27,6 +27,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "model/config.h"
 #include "router/grpc_worker_connection.h"
+#include "router/http_server.h"
 #include "router/inference_service.h"
 #include "router/router_main.h"
 #include "router/request_builder.h"
@@ -73,6 +74,15 @@ class Readiness {
     address_ = std::move(address);
     ApplyLocked();
   }
+  void SetHttpAddress(std::string address) {
+    absl::MutexLock lock(&mu_);
+    http_address_ = std::move(address);
+  }
+  // The group can serve (and the router is not stopping).
+  bool Serving() {
+    absl::MutexLock lock(&mu_);
+    return !stopping_ && state_.serving();
+  }
   void ShuttingDown() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -87,7 +97,9 @@ class Readiness {
     health_->SetServingStatus(kServiceName, serving);
     if (serving && !printed_) {
       printed_ = true;
-      std::printf("moeserve-router ready grpc=%s workers=%d\n", address_.c_str(), state_.workers);
+      std::printf("moeserve-router ready grpc=%s workers=%d%s\n", address_.c_str(),
+                  state_.workers,
+                  http_address_.empty() ? "" : (" http=" + http_address_).c_str());
       std::fflush(stdout);
     }
   }
@@ -96,6 +108,7 @@ class Readiness {
   WorkerPool::State state_ ABSL_GUARDED_BY(mu_);
   grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string address_ ABSL_GUARDED_BY(mu_);
+  std::string http_address_ ABSL_GUARDED_BY(mu_);
   bool printed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -105,6 +118,7 @@ class Readiness {
 int RouterMain(int argc, char** argv, int first) {
   std::string listen = "0.0.0.0:50051", workers_flag, model, chat_format;
   std::string router_id = DefaultRouterId();
+  int http_port = -1;
   FlagSet flags("moeserve-router",
                 "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
                 "tokenize, validate, place each request on the least-loaded worker, stream "
@@ -120,6 +134,10 @@ int RouterMain(int argc, char** argv, int first) {
                "Chat format instead of recognising the chat template: chatml, qwen3, llama2, "
                "mistral.");
   flags.String("router-id", &router_id, "ID", "This router's name in the workers' logs.");
+  flags.Int("http-port", &http_port, "P",
+            "Also serve the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
+            "/v1/models, /health) on this port of --listen's host (0: any free port; "
+            "default: off).");
   if (absl::Status s = flags.Parse(argc, argv, first); !s.ok()) return Fail(s, 2);
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
@@ -183,6 +201,19 @@ int RouterMain(int argc, char** argv, int first) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus("", false);
   health->SetServingStatus(kServiceName, false);
+  std::unique_ptr<OpenAiHttpServer> http;
+  if (http_port >= 0) {
+    OpenAiHttpServer::Options o;
+    o.host = listen_host.empty() ? "0.0.0.0" : listen_host;
+    o.port = http_port;
+    o.model_name = model_name;
+    o.channel = server->InProcessChannel(grpc::ChannelArguments());
+    o.ready = [&readiness] { return readiness.Serving(); };
+    auto started = OpenAiHttpServer::Start(std::move(o));
+    if (!started.ok()) return Fail(started.status());
+    http = std::move(*started);
+    readiness.SetHttpAddress(JoinHostPort(listen_host, std::to_string(http->port())));
+  }
   readiness.ServerStarted(health, JoinHostPort(listen_host, std::to_string(port)));
 
   WorkerDiscovery discovery(
@@ -203,6 +234,7 @@ int RouterMain(int argc, char** argv, int first) {
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   readiness.ShuttingDown();
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+  if (http) http->Stop();
   discovery.Stop();
   pool.Shutdown();
   return 0;

@@ -38,6 +38,7 @@ class Cluster:
             [BIN, "local", "--model", model, "--workers", str(workers), "--grpc-port", "0",
              "--threads-per-worker", str(threads), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.http = None  # HOST:PORT of the OpenAI HTTP API, with --http-port
         self.stderr_lines = []
         self.stdout_lines = []
         self._ready = threading.Event()
@@ -57,6 +58,8 @@ class Cluster:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             lines.append(line)
+            if is_stdout and line.startswith("moeserve http="):
+                self.http = line.split("http=", 1)[1].strip()
             if is_stdout and line.startswith("moeserve ready grpc="):
                 self.target = line.split("grpc=", 1)[1].strip()
                 self._ready.set()

@@ -28,6 +28,7 @@ struct LocalFlags {
   std::string model;
   int workers = 1;
   int grpc_port = 50051;
+  int http_port = -1;
   std::string host = "127.0.0.1";
   int threads_per_worker = 0;
   std::string collective = "auto";
@@ -73,6 +74,9 @@ int LocalCommand(int argc, char** argv) {
   flags.String("model", &f.model, "DIR", "Hugging Face checkpoint directory.");
   flags.Int("workers", &f.workers, "N", "Worker processes (expert-parallel ranks).");
   flags.Int("grpc-port", &f.grpc_port, "P", "The router's gRPC port (0: any free port).");
+  flags.Int("http-port", &f.http_port, "P",
+            "Also serve the OpenAI-compatible HTTP API on this port (0: any free port; "
+            "default: off). Prints `moeserve http=HOST:PORT` before the ready line.");
   flags.String("host", &f.host, "HOST", "Address to serve on (loopback by default).");
   flags.Int("threads-per-worker", &f.threads_per_worker, "N",
             "CPU threads of each worker (0: the cores divided among the workers).");
@@ -190,6 +194,7 @@ int LocalCommand(int argc, char** argv) {
                                           "--workers=" + absl::StrJoin(addresses, ","),
                                           "--model=" + f.model};
   if (!f.chat_format.empty()) router_args.push_back("--chat-format=" + f.chat_format);
+  if (f.http_port >= 0) router_args.push_back("--http-port=" + std::to_string(f.http_port));
   auto child = ChildProcess::Spawn("router", router_args);
   if (!child.ok()) return startup_failed(child.status());
   router = std::move(*child);
@@ -197,6 +202,7 @@ int LocalCommand(int argc, char** argv) {
   if (!line.ok()) return startup_failed(line.status());
   for (auto& w : workers) w->ForwardOutput();
   router->ForwardOutput();
+  if (f.http_port >= 0) std::printf("moeserve http=%s\n", Field(*line, "http").c_str());
   std::printf("moeserve ready grpc=%s\n", Field(*line, "grpc").c_str());
   std::fflush(stdout);
 
