@@ -71,13 +71,14 @@ stop_cluster
 cat >&2 <<HELP
 
 == try it yourself
-  $bin local --model $model --workers 2 --grpc-port 50051     # a cluster; then, elsewhere:
+  $bin local --model $model --workers 2 --grpc-port 50051 --http-port 8000   # then, elsewhere:
   $bin generate --target 127.0.0.1:50051 --prompt "Emma was" --max-tokens 64 --temperature 0.8
+  curl http://127.0.0.1:8000/v1/completions -d '{"model": "$(basename "$model")", "prompt": "Emma was", "max_tokens": 64}'
   $bin run --model $model --prompt "Emma was" --max-tokens 64 --temperature 0.8   # one process
   $bin run --model $model --score --prompt "Some text."   # its perplexity on your text
   $bin SUBCOMMAND --help
 Any gRPC client can call moeserve.v1.Inference/Generate (proto/moeserve/v1/inference.proto;
-server reflection is on). --model takes any Hugging Face checkpoint directory (config.json +
-*.safetensors [+ tokenizer.json]) of Mixtral, Qwen2-MoE, Qwen3-MoE or OLMoE; chat models
-take --chat.
+server reflection is on); any OpenAI client can use http://127.0.0.1:8000/v1.
+--model takes any Hugging Face checkpoint directory (config.json + *.safetensors
+[+ tokenizer.json]) of Mixtral, Qwen2-MoE, Qwen3-MoE or OLMoE; chat models take --chat.
 HELP
