@@ -49,9 +49,9 @@ grpc::Status ErrorStatus(const internal::v1::Terminal& t) {
 
 GenerateReactor* GenerateStream::Start(WorkerPool* pool, const Tokenizer* tokenizer,
                                        internal::v1::Submit submit,
-                                       std::vector<std::string> stop) {
-  auto stream =
-      std::make_shared<GenerateStream>(pool, tokenizer, submit.prompt(), std::move(stop));
+                                       std::vector<std::string> stop, RequestMetrics* metrics) {
+  auto stream = std::make_shared<GenerateStream>(pool, tokenizer, submit.prompt(),
+                                                 std::move(stop), metrics);
   auto* reactor = new StreamReactor(stream);
   {
     absl::MutexLock lock(&stream->mu_);
@@ -77,8 +77,9 @@ GenerateReactor* GenerateStream::Reject(const grpc::Status& status) {
 }
 
 GenerateStream::GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer,
-                               absl::Span<const int32_t> prompt, std::vector<std::string> stop)
-    : pool_(pool), prompt_tokens_(static_cast<uint32_t>(prompt.size())) {
+                               absl::Span<const int32_t> prompt, std::vector<std::string> stop,
+                               RequestMetrics* metrics)
+    : pool_(pool), metrics_(metrics), prompt_tokens_(static_cast<uint32_t>(prompt.size())) {
   if (tokenizer != nullptr) decoder_.emplace(tokenizer, /*skip_special_tokens=*/true, prompt);
   if (decoder_ && !stop.empty()) stop_.emplace(std::move(stop));
 }
@@ -137,6 +138,16 @@ void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
   {
     absl::MutexLock lock(&mu_);
     if (ended_) return;
+    if (metrics_ != nullptr && !token_ids.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!last_token_) {
+        metrics_->OnFirstToken(std::chrono::duration<double>(now - start_).count());
+      } else {
+        metrics_->OnTokens(static_cast<int>(token_ids.size()),
+                           std::chrono::duration<double>(now - *last_token_).count());
+      }
+      last_token_ = now;
+    }
     if (stop_) {
       if (MatchStopsLocked(token_ids, logprobs)) {
         ended_ = true;
@@ -186,6 +197,7 @@ void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
 void GenerateStream::MaybeWriteLocked() {
   if (reactor_ == nullptr || write_in_flight_) return;
   if (error_) {
+    RecordEndLocked();
     reactor_->Finish(*error_);
     reactor_ = nullptr;
     return;
@@ -206,12 +218,28 @@ void GenerateStream::MaybeWriteLocked() {
   pending_.clear();
   if (finish_) {
     *out_.mutable_finish() = *finish_;
+    RecordEndLocked();
     reactor_->StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
     reactor_ = nullptr;
     return;
   }
   write_in_flight_ = true;
   reactor_->StartWrite(&out_);
+}
+
+void GenerateStream::RecordEndLocked() {
+  if (metrics_ == nullptr) return;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  if (error_ && error_->error_code() == grpc::StatusCode::CANCELLED) {
+    metrics_->OnFinished("abort", prompt_tokens_, completion_tokens_, seconds);
+  } else if (error_) {
+    metrics_->OnError(
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(error_->error_code())));
+  } else if (finish_) {
+    metrics_->OnFinished(finish_->reason() == v1::FINISH_REASON_STOP ? "stop" : "length",
+                         prompt_tokens_, completion_tokens_, seconds);
+  }
 }
 
 bool GenerateStream::CancelLocked(const char* why) {

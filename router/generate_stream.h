@@ -34,6 +34,7 @@
 #ifndef MOESERVE_ROUTER_GENERATE_STREAM_H_
 #define MOESERVE_ROUTER_GENERATE_STREAM_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -44,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_callback.h"
 #include "moeserve/v1/inference.pb.h"
+#include "router/request_metrics.h"
 #include "router/stop_matcher.h"
 #include "router/worker_pool.h"
 #include "tokenizer/incremental_decoder.h"
@@ -60,15 +62,17 @@ class GenerateStream : public RequestSink {
   // (then responses carry ids only, and `stop` must be empty); it and `pool`
   // must outlive the call. `stop`: the request's stop strings (checked by
   // RequestBuilder: non-empty).
+  // `metrics` (optional) hears the call's first token, token gaps and end.
   static GenerateReactor* Start(WorkerPool* pool, const Tokenizer* tokenizer,
                                 internal::v1::Submit submit,
-                                std::vector<std::string> stop = {});
+                                std::vector<std::string> stop = {},
+                                RequestMetrics* metrics = nullptr);
 
   // A reactor that only finishes with `status` (for rejected requests).
   static GenerateReactor* Reject(const grpc::Status& status);
 
   GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer, absl::Span<const int32_t> prompt,
-                 std::vector<std::string> stop = {});
+                 std::vector<std::string> stop = {}, RequestMetrics* metrics = nullptr);
 
   // RequestSink (the pool's side).
   void OnOutput(absl::Span<const int32_t> token_ids, const internal::v1::Terminal* terminal,
@@ -95,7 +99,13 @@ class GenerateStream : public RequestSink {
   v1::Finish MakeFinishLocked(v1::FinishReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetTicket(WorkerPool::Ticket ticket);
 
+  // Reports the call's end to metrics_, once (as the reactor is let go).
+  void RecordEndLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   WorkerPool* const pool_;
+  RequestMetrics* const metrics_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::optional<std::chrono::steady_clock::time_point> last_token_ ABSL_GUARDED_BY(mu_);
   const uint32_t prompt_tokens_;
   absl::Mutex mu_;
   uint32_t completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;

@@ -2,6 +2,7 @@
 #include "router/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <ctime>
@@ -138,6 +139,11 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(Option
   const int threads = std::max(1, p->options.threads);
   p->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   p->server.set_payload_max_length(16u << 20);
+  // Not httplib's default SO_REUSEPORT: a port in use must fail to bind.
+  p->server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   p->server.set_read_timeout(60);
 
   p->server.Post("/v1/completions", [p](const httplib::Request& req, httplib::Response& res) {

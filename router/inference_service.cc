@@ -11,8 +11,8 @@ namespace moeserve {
 namespace router {
 
 InferenceService::InferenceService(const RequestBuilder* builder, WorkerPool* pool,
-                                   std::string model_name)
-    : builder_(builder), pool_(pool) {
+                                   std::string model_name, RequestMetrics* metrics)
+    : builder_(builder), pool_(pool), metrics_(metrics) {
   const ModelConfig& c = builder_->config();
   info_.set_name(std::move(model_name));
   info_.set_architecture(c.architecture_name);
@@ -27,10 +27,14 @@ InferenceService::InferenceService(const RequestBuilder* builder, WorkerPool* po
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
   absl::StatusOr<internal::v1::Submit> submit = builder_->Build(*request);
-  if (!submit.ok()) return GenerateStream::Reject(ToGrpcStatus(submit.status()));
+  if (!submit.ok()) {
+    if (metrics_ != nullptr) metrics_->OnError(absl::StatusCodeToString(submit.status().code()));
+    return GenerateStream::Reject(ToGrpcStatus(submit.status()));
+  }
   return GenerateStream::Start(pool_, builder_->tokenizer(), *std::move(submit),
                                std::vector<std::string>(request->stop().begin(),
-                                                        request->stop().end()));
+                                                        request->stop().end()),
+                               metrics_);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,

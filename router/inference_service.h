@@ -16,6 +16,7 @@
 
 #include "moeserve/v1/inference.grpc.pb.h"
 #include "router/request_builder.h"
+#include "router/request_metrics.h"
 #include "router/worker_pool.h"
 
 namespace moeserve {
@@ -23,7 +24,9 @@ namespace router {
 
 class InferenceService final : public v1::Inference::CallbackService {
  public:
-  InferenceService(const RequestBuilder* builder, WorkerPool* pool, std::string model_name);
+  // `metrics` (optional) must outlive the service.
+  InferenceService(const RequestBuilder* builder, WorkerPool* pool, std::string model_name,
+                   RequestMetrics* metrics = nullptr);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
@@ -34,6 +37,7 @@ class InferenceService final : public v1::Inference::CallbackService {
  private:
   const RequestBuilder* const builder_;
   WorkerPool* const pool_;
+  RequestMetrics* const metrics_;
   v1::ModelInfo info_;  // all but world_size
 };
 

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -25,12 +26,14 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "metrics/metrics_server.h"
 #include "model/config.h"
 #include "router/grpc_worker_connection.h"
 #include "router/http_server.h"
 #include "router/inference_service.h"
 #include "router/router_main.h"
 #include "router/request_builder.h"
+#include "router/request_metrics.h"
 #include "router/worker_discovery.h"
 #include "router/worker_pool.h"
 #include "tools/model_files.h"
@@ -64,6 +67,9 @@ std::string DefaultRouterId() {
 class Readiness {
  public:
   void OnPoolChange(const WorkerPool::State& s) {
+    workers_ = s.workers;
+    connected_ = s.connected;
+    world_size_ = s.world_size;
     absl::MutexLock lock(&mu_);
     state_ = s;
     ApplyLocked();
@@ -78,12 +84,26 @@ class Readiness {
     absl::MutexLock lock(&mu_);
     http_address_ = std::move(address);
   }
+  void SetMetricsAddress(std::string address) {
+    absl::MutexLock lock(&mu_);
+    metrics_address_ = std::move(address);
+  }
   // The group can serve (and the router is not stopping).
   bool Serving() {
     absl::MutexLock lock(&mu_);
     return !stopping_ && state_.serving();
   }
+  // The pool's latest state, read without the lock (by the metrics server's
+  // threads, at every scrape).
+  WorkerPool::State Snapshot() const {
+    WorkerPool::State s;
+    s.workers = workers_.load();
+    s.connected = stopping_flag_.load() ? 0 : connected_.load();
+    s.world_size = world_size_.load();
+    return s;
+  }
   void ShuttingDown() {
+    stopping_flag_ = true;
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     if (health_ != nullptr) health_->SetServingStatus(false);
@@ -97,9 +117,10 @@ class Readiness {
     health_->SetServingStatus(kServiceName, serving);
     if (serving && !printed_) {
       printed_ = true;
-      std::printf("moeserve-router ready grpc=%s workers=%d%s\n", address_.c_str(),
+      std::printf("moeserve-router ready grpc=%s workers=%d%s%s\n", address_.c_str(),
                   state_.workers,
-                  http_address_.empty() ? "" : (" http=" + http_address_).c_str());
+                  http_address_.empty() ? "" : (" http=" + http_address_).c_str(),
+                  metrics_address_.empty() ? "" : (" metrics=" + metrics_address_).c_str());
       std::fflush(stdout);
     }
   }
@@ -109,6 +130,9 @@ class Readiness {
   grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string address_ ABSL_GUARDED_BY(mu_);
   std::string http_address_ ABSL_GUARDED_BY(mu_);
+  std::string metrics_address_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> workers_{0}, connected_{0}, world_size_{0};
+  std::atomic<bool> stopping_flag_{false};
   bool printed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -119,6 +143,7 @@ int RouterMain(int argc, char** argv, int first) {
   std::string listen = "0.0.0.0:50051", workers_flag, model, chat_format;
   std::string router_id = DefaultRouterId();
   int http_port = -1;
+  int metrics_port = -1;
   FlagSet flags("moeserve-router",
                 "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
                 "tokenize, validate, place each request on the least-loaded worker, stream "
@@ -134,6 +159,9 @@ int RouterMain(int argc, char** argv, int first) {
                "Chat format instead of recognising the chat template: chatml, qwen3, llama2, "
                "mistral.");
   flags.String("router-id", &router_id, "ID", "This router's name in the workers' logs.");
+  flags.Int("metrics-port", &metrics_port, "P",
+            "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
+            "port; default: off).");
   flags.Int("http-port", &http_port, "P",
             "Also serve the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
             "/v1/models, /health) on this port of --listen's host (0: any free port; "
@@ -186,7 +214,8 @@ int RouterMain(int argc, char** argv, int first) {
 
   Readiness readiness;
   WorkerPool pool([&readiness](const WorkerPool::State& s) { readiness.OnPoolChange(s); });
-  InferenceService service(builder->get(), &pool, model_name);
+  RequestMetrics request_metrics;
+  InferenceService service(builder->get(), &pool, model_name, &request_metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -213,6 +242,25 @@ int RouterMain(int argc, char** argv, int first) {
     if (!started.ok()) return Fail(started.status());
     http = std::move(*started);
     readiness.SetHttpAddress(JoinHostPort(listen_host, std::to_string(http->port())));
+  }
+  std::unique_ptr<MetricsServer> metrics;
+  if (metrics_port >= 0) {
+    auto started = MetricsServer::Start(
+        JoinHostPort(listen_host, std::to_string(metrics_port)),
+        [&request_metrics, &readiness](MetricSet& m) {
+          request_metrics.Fill(m);
+          const WorkerPool::State s = readiness.Snapshot();
+          m.Gauge("moeserve_router_ready", "1 when every worker is connected and serving.",
+                  s.serving() ? 1 : 0);
+          m.Gauge("moeserve_router_workers", "Worker addresses the router knows.", s.workers);
+          m.Gauge("moeserve_router_workers_connected", "Workers with an open stream.",
+                  s.connected);
+          m.Gauge("moeserve_router_world_size", "The group's world size (0 before any worker).",
+                  s.world_size);
+        });
+    if (!started.ok()) return Fail(started.status());
+    metrics = std::move(*started);
+    readiness.SetMetricsAddress(JoinHostPort(listen_host, std::to_string(metrics->port())));
   }
   readiness.ServerStarted(health, JoinHostPort(listen_host, std::to_string(port)));
 

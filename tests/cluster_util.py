@@ -39,6 +39,7 @@ class Cluster:
              "--threads-per-worker", str(threads), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.http = None  # HOST:PORT of the OpenAI HTTP API, with --http-port
+        self.metrics = None  # {"router": ADDR, "workers": [ADDR, ...]}, with --metrics-port
         self.stderr_lines = []
         self.stdout_lines = []
         self._ready = threading.Event()
@@ -58,6 +59,10 @@ class Cluster:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             lines.append(line)
+            if is_stdout and line.startswith("moeserve metrics "):
+                fields = dict(f.split("=", 1) for f in line.split()[2:])
+                self.metrics = {"router": fields["router"],
+                                "workers": fields["workers"].split(",")}
             if is_stdout and line.startswith("moeserve http="):
                 self.http = line.split("http=", 1)[1].strip()
             if is_stdout and line.startswith("moeserve ready grpc="):

@@ -5,7 +5,8 @@
 #
 # Packages: Bazel (bazel-bootstrap), Abseil, gRPC + Protobuf (C++ runtime,
 # protoc and the gRPC plugins), Gloo (CPU collectives), GoogleTest/GoogleMock, OpenBLAS
-# (pthread flavour), nlohmann-json, cpp-httplib (the OpenAI HTTP endpoint), PCRE2 (tokenizer regexes), utf8proc
+# (pthread flavour), nlohmann-json, cpp-httplib (the OpenAI HTTP endpoint), prometheus-cpp (/metrics)
+# and prometheus (promtool and a real server for the metrics tests), PCRE2 (tokenizer regexes), utf8proc
 # (Unicode normalisation), clang + libFuzzer (the fuzz target), Node.js + npm
 # (reference tokenizers in tests), Python 3 (the test summary) with grpcio and
 # protobuf (the independent gRPC client of the cluster tests), numpy and
@@ -28,6 +29,8 @@ MOESERVE_PACKAGES=(
   libopenblas0-pthread
   nlohmann-json3-dev
   libcpp-httplib-dev
+  prometheus-cpp-dev
+  prometheus
   libpcre2-dev
   libutf8proc-dev
   clang

@@ -29,6 +29,7 @@ struct LocalFlags {
   int workers = 1;
   int grpc_port = 50051;
   int http_port = -1;
+  int metrics_port = -1;
   std::string host = "127.0.0.1";
   int threads_per_worker = 0;
   std::string collective = "auto";
@@ -74,6 +75,10 @@ int LocalCommand(int argc, char** argv) {
   flags.String("model", &f.model, "DIR", "Hugging Face checkpoint directory.");
   flags.Int("workers", &f.workers, "N", "Worker processes (expert-parallel ranks).");
   flags.Int("grpc-port", &f.grpc_port, "P", "The router's gRPC port (0: any free port).");
+  flags.Int("metrics-port", &f.metrics_port, "P",
+            "Serve Prometheus metrics: the router on P, worker r on P+1+r (0: free ports; "
+            "default: off). Prints `moeserve metrics router=ADDR workers=ADDR,...` before the "
+            "ready line.");
   flags.Int("http-port", &f.http_port, "P",
             "Also serve the OpenAI-compatible HTTP API on this port (0: any free port; "
             "default: off). Prints `moeserve http=HOST:PORT` before the ready line.");
@@ -150,7 +155,7 @@ int LocalCommand(int argc, char** argv) {
   };
 
   std::string coordinator;
-  std::vector<std::string> addresses;
+  std::vector<std::string> addresses, worker_metrics;
   for (int rank = 0; rank < f.workers; ++rank) {
     std::vector<std::string> args = {exe,
                                      "worker",
@@ -172,6 +177,10 @@ int LocalCommand(int argc, char** argv) {
                                                      : "--no-enable-prefix-caching"),
                                      "--coordinator=" +
                                          (rank == 0 ? f.host + ":0" : coordinator)};
+    if (f.metrics_port >= 0) {
+      args.push_back("--metrics-port=" +
+                     std::to_string(f.metrics_port == 0 ? 0 : f.metrics_port + 1 + rank));
+    }
     auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), args);
     if (!child.ok()) return startup_failed(child.status());
     workers.push_back(std::move(*child));
@@ -186,6 +195,7 @@ int LocalCommand(int argc, char** argv) {
     auto line = w->WaitForLine("moeserve-worker ready", deadline, interrupted);
     if (!line.ok()) return startup_failed(line.status());
     addresses.push_back(Field(*line, "listen"));
+    worker_metrics.push_back(Field(*line, "metrics"));
     std::fprintf(stderr, "moeserve local: %s\n", line->c_str());
   }
 
@@ -195,6 +205,9 @@ int LocalCommand(int argc, char** argv) {
                                           "--model=" + f.model};
   if (!f.chat_format.empty()) router_args.push_back("--chat-format=" + f.chat_format);
   if (f.http_port >= 0) router_args.push_back("--http-port=" + std::to_string(f.http_port));
+  if (f.metrics_port >= 0) {
+    router_args.push_back("--metrics-port=" + std::to_string(f.metrics_port));
+  }
   auto child = ChildProcess::Spawn("router", router_args);
   if (!child.ok()) return startup_failed(child.status());
   router = std::move(*child);
@@ -203,6 +216,10 @@ int LocalCommand(int argc, char** argv) {
   for (auto& w : workers) w->ForwardOutput();
   router->ForwardOutput();
   if (f.http_port >= 0) std::printf("moeserve http=%s\n", Field(*line, "http").c_str());
+  if (f.metrics_port >= 0) {
+    std::printf("moeserve metrics router=%s workers=%s\n", Field(*line, "metrics").c_str(),
+                absl::StrJoin(worker_metrics, ",").c_str());
+  }
   std::printf("moeserve ready grpc=%s\n", Field(*line, "grpc").c_str());
   std::fflush(stdout);
 

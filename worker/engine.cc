@@ -41,6 +41,7 @@ struct Engine::Request {
   std::vector<int32_t> fresh;  // generated this step, not yet delivered
   std::vector<SampleResult> fresh_logprobs;  // fresh's, when logprobs >= 1
   bool done = false;
+  uint64_t arrival_ns = 0, scheduled_ns = 0, first_token_ns = 0;
 
   int prompt_size() const { return static_cast<int>(item.prompt.size()); }
   int size() const { return static_cast<int>(seq.size()); }
@@ -90,7 +91,7 @@ absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
           " waiting); retry later"));
     }
     ++admitted_;
-    submits_.push_back({std::move(sink), std::move(item)});
+    submits_.push_back({std::move(sink), std::move(item), MonotonicNanos()});
   }
   cv_.notify_one();
   return absl::OkStatus();
@@ -142,6 +143,10 @@ void Engine::Finish(Request& r, absl::Status status, FinishReason reason) {
   u.finish_reason = reason;
   u.prompt_tokens = r.prompt_size();
   u.completion_tokens = static_cast<int>(r.generated.size());
+  if (u.status.ok() && r.first_token_ns != 0) {
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.decode_time.Observe((MonotonicNanos() - r.first_token_ns) * 1e-9);
+  }
   std::vector<RequestUpdate> one;
   one.push_back(std::move(u));
   outbox_.push_back({r.sink, std::move(one)});
@@ -162,6 +167,7 @@ void Engine::DrainInbox() {
   const ModelConfig& c = model_.config();
   for (Submission& s : submits) {
     auto r = std::make_unique<Request>(std::move(s.sink), std::move(s.item), pool_);
+    r->arrival_ns = s.arrival_ns;
     r->stops = r->item.stop_token_ids;
     if (!r->item.ignore_eos) {
       r->stops.insert(r->stops.end(), c.eos_token_ids.begin(), c.eos_token_ids.end());
@@ -300,10 +306,17 @@ std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) 
       r.last_hash = 0;
       break;
     }
-    if (options_.prefix_caching) {
+    {
       std::lock_guard<std::mutex> l(mu_);
-      stats_.prefix_queries += r.size();
-      stats_.prefix_hits += r.fed;
+      if (options_.prefix_caching) {
+        stats_.prefix_queries += r.size();
+        stats_.prefix_hits += r.fed;
+      }
+      if (r.scheduled_ns == 0) {  // first start (not a resume after preemption)
+        r.scheduled_ns = MonotonicNanos();
+        stats_.queue_time.Observe((r.scheduled_ns - r.arrival_ns) * 1e-9);
+        stats_.prompt_tokens += r.prompt_size();
+      }
     }
     r.running = true;
     ++running;
@@ -379,6 +392,7 @@ void Engine::ReportLoad() {
     stats_.active_requests = load.active_requests;
     stats_.running_requests = 0;
     for (const auto& r : requests_) stats_.running_requests += r->running ? 1 : 0;
+    stats_.waiting_requests = load.active_requests - stats_.running_requests;
     stats_.kv_blocks_used = pool_->num_used();
   }
   if (load == last_load_) return;
@@ -426,6 +440,7 @@ absl::Status Engine::Run() {
     }
 
     const auto t0 = std::chrono::steady_clock::now();
+    const double a2a0 = a2a_probe_ ? a2a_probe_() : 0.0;
     logits.clear();
     if (absl::Status s = model_.Forward(chunks, &logits); !s.ok()) {
       FailAll(absl::UnavailableError(absl::StrCat("worker step failed: ", s.message())));
@@ -448,6 +463,11 @@ absl::Status Engine::Run() {
         next = r.sampler.Sample(row, c.vocab_size);
       }
       r.sampler.Accept(next);
+      if (r.first_token_ns == 0) {
+        r.first_token_ns = MonotonicNanos();
+        std::lock_guard<std::mutex> l(mu_);
+        stats_.prefill_time.Observe((r.first_token_ns - r.scheduled_ns) * 1e-9);
+      }
       r.seq.push_back(next);
       r.generated.push_back(next);
       r.fresh.push_back(next);
@@ -472,6 +492,8 @@ absl::Status Engine::Run() {
     const double dt =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::lock_guard<std::mutex> l(mu_);
+    stats_.iteration_tokens.Observe(static_cast<double>(local_tokens));
+    if (a2a_probe_) stats_.all_to_all_step_seconds.Observe(a2a_probe_() - a2a0);
     ++stats_.steps;
     stats_.step_seconds += dt;
     stats_.generated_tokens += generated;

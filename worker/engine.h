@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "collective/collective.h"
 #include "engine/generator.h"
+#include "common/histogram.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "engine/transformer.h"
@@ -126,6 +127,18 @@ struct EngineStats {
   // Prefix cache: prompt tokens looked up when requests started, and those
   // found cached (vLLM's prefix_cache_queries / _hits).
   uint64_t prefix_queries = 0, prefix_hits = 0;
+  int waiting_requests = 0;  // admitted, not holding KV blocks (as of the last step)
+  uint64_t prompt_tokens = 0;  // prompt tokens of requests that started
+  // vLLM's per-request phases, observed as each ends: queue (arrival to
+  // first scheduled), prefill (first scheduled to first token), decode
+  // (first token to the last, for requests that ended OK).
+  Histogram queue_time{Histogram::LatencyBuckets()};
+  Histogram prefill_time{Histogram::LatencyBuckets()};
+  Histogram decode_time{Histogram::LatencyBuckets()};
+  // Tokens this rank fed per step, and the time one step spent in the
+  // MoE all-to-alls (with set_all_to_all_probe).
+  Histogram iteration_tokens{Histogram::TokenCountBuckets()};
+  Histogram all_to_all_step_seconds{Histogram::TokenGapBuckets()};
   // Idle periods ended by a peer's ring, and ring-to-wake latency.
   uint64_t wakes_by_peer = 0;
   double wake_latency_sum = 0, wake_latency_max = 0;
@@ -160,6 +173,9 @@ class Engine {
   // Called on the engine thread when the load changed: at once when the
   // number of requests changed, else at most every 50 ms.
   void set_load_listener(std::function<void(const EngineLoad&)> f) { on_load_ = std::move(f); }
+  // Seconds spent in all-to-alls so far (the ExpertParallelRunner's), read
+  // around each step's forward pass.
+  void set_all_to_all_probe(std::function<double()> f) { a2a_probe_ = std::move(f); }
 
   // The loop, on the calling thread: OK after Stop, else the collective's
   // error.
@@ -197,6 +213,7 @@ class Engine {
   EngineOptions options_;
   std::function<void(uint64_t)> ring_;
   std::function<void(const EngineLoad&)> on_load_;
+  std::function<double()> a2a_probe_;
 
   // Inbox, guarded by mu_.
   mutable std::mutex mu_;
@@ -204,6 +221,7 @@ class Engine {
   struct Submission {
     std::shared_ptr<RequestSink> sink;
     WorkItem item;
+    uint64_t arrival_ns = 0;
   };
   std::deque<Submission> submits_;
   std::vector<std::pair<const RequestSink*, uint64_t>> aborts_;

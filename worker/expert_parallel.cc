@@ -35,7 +35,12 @@ void ExpertParallelRunner::AddTime(std::chrono::steady_clock::time_point t0) {
 
 ExpertParallelRunner::ExpertParallelRunner(const ModelWeights& weights, Collective& collective,
                                            const ExpertShards& shards)
-    : w_(weights), c_(collective), shards_(shards) {}
+    : w_(weights),
+      c_(collective),
+      shards_(shards),
+      expert_tokens_(new std::atomic<uint64_t>[weights.config.num_experts]) {
+  for (int e = 0; e < weights.config.num_experts; ++e) expert_tokens_[e] = 0;
+}
 
 absl::Status ExpertParallelRunner::Exchange(const void* send,
                                             const std::vector<int64_t>& send_counts, void* recv,
@@ -44,6 +49,9 @@ absl::Status ExpertParallelRunner::Exchange(const void* send,
   const auto t0 = std::chrono::steady_clock::now();
   absl::Status s = c_.AllToAllV(send, send_counts, recv, recv_counts, elem_bytes);
   AddTime(t0);
+  uint64_t sent = 0;
+  for (int64_t n : send_counts) sent += static_cast<uint64_t>(n);
+  a2a_bytes_.fetch_add(sent * elem_bytes, std::memory_order_relaxed);
   return s;
 }
 
@@ -101,6 +109,7 @@ absl::Status ExpertParallelRunner::Run(int layer, const float* h, int64_t t, con
     const auto& rows = by_expert_[e - e_begin];
     if (rows.empty()) continue;
     const int64_t n = static_cast<int64_t>(rows.size());
+    expert_tokens_[e].fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
     gathered_.resize(n * hidden);
     for (int64_t i = 0; i < n; ++i) {
       std::copy_n(&recv_[rows[i] * row + 1], hidden, &gathered_[i * hidden]);

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "collective/collective.h"
@@ -39,6 +40,13 @@ class ExpertParallelRunner : public ExpertRunner {
 
   // Wall time spent inside the all-to-all calls so far (any thread).
   double all_to_all_seconds() const { return a2a_nanos_.load(std::memory_order_relaxed) * 1e-9; }
+  // Bytes this rank sent in the all-to-alls so far (any thread).
+  uint64_t all_to_all_bytes() const { return a2a_bytes_.load(std::memory_order_relaxed); }
+  // Token rows this rank's copy of `expert` has processed (any thread; 0 for
+  // experts of other ranks).
+  uint64_t expert_tokens(int expert) const {
+    return expert_tokens_[expert].load(std::memory_order_relaxed);
+  }
 
  private:
   absl::Status Exchange(const void* send, const std::vector<int64_t>& send_counts, void* recv,
@@ -50,6 +58,8 @@ class ExpertParallelRunner : public ExpertRunner {
   Collective& c_;
   const ExpertShards& shards_;
   std::atomic<int64_t> a2a_nanos_{0};
+  std::atomic<uint64_t> a2a_bytes_{0};
+  std::unique_ptr<std::atomic<uint64_t>[]> expert_tokens_;
 
   std::vector<int64_t> send_counts_, recv_counts_;
   std::vector<int64_t> send_pos_;  // per (token, slot): its row in send_

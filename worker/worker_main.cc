@@ -36,6 +36,7 @@
 #include "worker/expert_parallel.h"
 #include "worker/expert_shards.h"
 #include "worker/peer_ring.h"
+#include "worker/worker_metrics.h"
 #include "worker/worker_service.h"
 
 namespace moeserve {
@@ -60,6 +61,7 @@ struct WorkerFlags {
   int block_size = 16;
   int64_t kv_cache_bytes = int64_t{1} << 30;
   bool prefix_caching = true;
+  int metrics_port = -1;
 };
 
 std::string HostOf(const std::string& address) {
@@ -211,6 +213,9 @@ int WorkerMain(int argc, char** argv, int first) {
               "Memory for the KV cache (keys and values of every layer, float on the CPU); "
               "committed as blocks are first used. When it runs out, the latest requests are "
               "preempted and recomputed later.");
+  flags.Int("metrics-port", &f.metrics_port, "P",
+            "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
+            "port; default: off). The ready line gives the address.");
   flags.Bool("enable-prefix-caching", &f.prefix_caching,
              "Share the KV blocks of prompt prefixes requests have in common "
              "(--no-enable-prefix-caching: off).");
@@ -367,14 +372,27 @@ int WorkerMain(int argc, char** argv, int first) {
   id.resident_expert_bytes = ExpertBytes(**weights);
   id.collective = (*collective)->name();
   service.Ready(epoch, &engine, id, [&experts] { return experts.all_to_all_seconds(); });
+  engine.set_all_to_all_probe([&experts] { return experts.all_to_all_seconds(); });
+  std::unique_ptr<MetricsServer> metrics;
+  std::string metrics_address = "-";
+  if (f.metrics_port >= 0) {
+    WorkerIdentity who{f.rank, f.world_size, id.expert_begin, id.expert_end, epoch};
+    auto started = MetricsServer::Start(
+        WithPort(listen, f.metrics_port),
+        [who, &engine, &experts](MetricSet& m) { FillWorkerMetrics(who, engine, experts, m); });
+    if (!started.ok()) return Fail(started.status(), f.rank);
+    metrics = std::move(*started);
+    metrics_address = WithPort(listen, metrics->port());
+  }
   running.store(&engine);
   std::printf(
       "moeserve-worker ready rank=%d world=%d listen=%s experts=%d-%d "
-      "resident_expert_bytes=%llu resident_weight_bytes=%llu collective=%s epoch=%llu\n",
+      "resident_expert_bytes=%llu resident_weight_bytes=%llu collective=%s epoch=%llu "
+      "metrics=%s\n",
       f.rank, f.world_size, listen.c_str(), id.expert_begin, id.expert_end,
       static_cast<unsigned long long>(id.resident_expert_bytes),
       static_cast<unsigned long long>(id.resident_weight_bytes), id.collective.c_str(),
-      static_cast<unsigned long long>(epoch));
+      static_cast<unsigned long long>(epoch), metrics_address.c_str());
   std::fflush(stdout);
 
   const absl::Status result = engine.Run();
