@@ -26,6 +26,11 @@ InferenceService::InferenceService(const RequestBuilder* builder, WorkerPool* po
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
+  if (draining_.load()) {
+    if (metrics_ != nullptr) metrics_->OnError("UNAVAILABLE");
+    return GenerateStream::Reject(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE, "the router is shutting down; retry on another router"));
+  }
   absl::StatusOr<internal::v1::Submit> submit = builder_->Build(*request);
   if (!submit.ok()) {
     if (metrics_ != nullptr) metrics_->OnError(absl::StatusCodeToString(submit.status().code()));

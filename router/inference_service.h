@@ -12,6 +12,7 @@
 #ifndef MOESERVE_ROUTER_INFERENCE_SERVICE_H_
 #define MOESERVE_ROUTER_INFERENCE_SERVICE_H_
 
+#include <atomic>
 #include <string>
 
 #include "moeserve/v1/inference.grpc.pb.h"
@@ -28,6 +29,10 @@ class InferenceService final : public v1::Inference::CallbackService {
   InferenceService(const RequestBuilder* builder, WorkerPool* pool, std::string model_name,
                    RequestMetrics* metrics = nullptr);
 
+  // From now on Generate answers UNAVAILABLE (the router is draining);
+  // calls already running go on.
+  void StartDraining() { draining_.store(true); }
+
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
@@ -39,6 +44,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   WorkerPool* const pool_;
   RequestMetrics* const metrics_;
   v1::ModelInfo info_;  // all but world_size
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace router

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -144,6 +145,7 @@ int RouterMain(int argc, char** argv, int first) {
   std::string router_id = DefaultRouterId();
   int http_port = -1;
   int metrics_port = -1;
+  int drain_timeout_s = 30;
   FlagSet flags("moeserve-router",
                 "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
                 "tokenize, validate, place each request on the least-loaded worker, stream "
@@ -159,6 +161,9 @@ int RouterMain(int argc, char** argv, int first) {
                "Chat format instead of recognising the chat template: chatml, qwen3, llama2, "
                "mistral.");
   flags.String("router-id", &router_id, "ID", "This router's name in the workers' logs.");
+  flags.Int("drain-timeout", &drain_timeout_s, "SECONDS",
+            "On SIGTERM/SIGINT: health turns NOT_SERVING and new calls get UNAVAILABLE at "
+            "once; calls in flight may finish for up to this long, then are cancelled.");
   flags.Int("metrics-port", &metrics_port, "P",
             "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
             "port; default: off).");
@@ -278,9 +283,19 @@ int RouterMain(int argc, char** argv, int first) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::fprintf(stderr, "moeserve-router: %s: shutting down\n",
-               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  // Drain: refuse new work, let what runs finish (within the bound), stop.
   readiness.ShuttingDown();
+  service.StartDraining();
+  const auto drain_deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, drain_timeout_s));
+  std::fprintf(stderr, "moeserve-router: %s: draining %zu requests (up to %d s)\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM", pool.active_requests(),
+               drain_timeout_s);
+  while (pool.active_requests() > 0 && std::chrono::steady_clock::now() < drain_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::fprintf(stderr, "moeserve-router: %zu requests left at shutdown\n",
+               pool.active_requests());
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   if (http) http->Stop();
   discovery.Stop();

@@ -287,6 +287,49 @@ class ClusterTest(unittest.TestCase):
             tokens, _, _ = c.generate(text="Emma", max_tokens=3, ignore_eos=True)
             self.assertEqual(len(tokens), 3)
 
+    def test_sigterm_drains_requests_in_flight_then_exits_zero(self):
+        # SIGTERM to `moeserve local` (as Kubernetes stops a pod): the router
+        # turns NOT_SERVING and refuses new calls with UNAVAILABLE at once,
+        # lets the call in flight finish, and everything exits 0.
+        c = Cluster("models/austen-moe", WORKERS, "--drain-timeout", "20", "--http-port", "0")
+        try:
+            call = c.stub.Generate(inference_pb2.GenerateRequest(
+                text="It is a truth", max_tokens=300, ignore_eos=True), timeout=60)
+            tokens = list(next(call).token_ids)
+            t0 = time.time()
+            c.proc.send_signal(signal.SIGTERM)
+            # Refused at once (the router may take a moment to see the signal).
+            refused = None
+            deadline = time.time() + 5
+            while refused is None and time.time() < deadline:
+                try:
+                    c.generate(text="Emma", max_tokens=2, timeout=10)
+                    time.sleep(0.01)
+                except grpc.RpcError as e:
+                    refused = e
+            self.assertIsNotNone(refused, "new calls were still served during the drain")
+            self.assertEqual(refused.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertIn("shutting down", refused.details())
+            host, port = c.http.rsplit(":", 1)
+            import http.client
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            conn.request("GET", "/health")
+            self.assertEqual(conn.getresponse().status, 503)
+            conn.close()
+            finish = None
+            for chunk in call:
+                tokens.extend(chunk.token_ids)
+                if chunk.HasField("finish"):
+                    finish = chunk.finish
+            self.assertEqual(len(tokens), 300)
+            self.assertEqual(finish.reason, inference_pb2.FINISH_REASON_LENGTH)
+            self.assertEqual(c.proc.wait(timeout=30), 0, c.log())
+            self.assertLess(time.time() - t0, 25)
+            self.assertRegex(c.log(), r"SIGTERM: draining [12] requests")
+            self.assertIn("0 requests left at shutdown", c.log())
+        finally:
+            c.stop()
+
     def test_prefix_cache_hits_on_a_shared_prompt_with_run_s_tokens(self):
         # W + 1 requests one after another share a 40-token prefix: some
         # worker serves two of them and finds the prefix's blocks cached. The

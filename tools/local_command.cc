@@ -29,6 +29,7 @@ struct LocalFlags {
   int workers = 1;
   int grpc_port = 50051;
   int http_port = -1;
+  int drain_timeout_s = 30;
   int metrics_port = -1;
   std::string host = "127.0.0.1";
   int threads_per_worker = 0;
@@ -79,6 +80,9 @@ int LocalCommand(int argc, char** argv) {
             "Serve Prometheus metrics: the router on P, worker r on P+1+r (0: free ports; "
             "default: off). Prints `moeserve metrics router=ADDR workers=ADDR,...` before the "
             "ready line.");
+  flags.Int("drain-timeout", &f.drain_timeout_s, "SECONDS",
+            "On Ctrl-C/SIGTERM the router refuses new requests and lets those in flight finish "
+            "for up to this long before the workers stop.");
   flags.Int("http-port", &f.http_port, "P",
             "Also serve the OpenAI-compatible HTTP API on this port (0: any free port; "
             "default: off). Prints `moeserve http=HOST:PORT` before the ready line.");
@@ -144,7 +148,7 @@ int LocalCommand(int argc, char** argv) {
   std::vector<std::unique_ptr<ChildProcess>> workers;
   std::unique_ptr<ChildProcess> router;
   auto stop_all = [&] {
-    if (router) router->Stop(std::chrono::seconds(10));
+    if (router) router->Stop(std::chrono::seconds(f.drain_timeout_s + 10));
     for (auto& w : workers) ::kill(w->pid(), SIGTERM);
     for (auto& w : workers) w->Stop(std::chrono::seconds(10));
   };
@@ -205,6 +209,7 @@ int LocalCommand(int argc, char** argv) {
                                           "--model=" + f.model};
   if (!f.chat_format.empty()) router_args.push_back("--chat-format=" + f.chat_format);
   if (f.http_port >= 0) router_args.push_back("--http-port=" + std::to_string(f.http_port));
+  router_args.push_back("--drain-timeout=" + std::to_string(f.drain_timeout_s));
   if (f.metrics_port >= 0) {
     router_args.push_back("--metrics-port=" + std::to_string(f.metrics_port));
   }
