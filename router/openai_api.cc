@@ -1,5 +1,6 @@
 #include "router/openai_api.h"
 
+#include <cstdint>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -158,8 +159,10 @@ absl::Status Sampling(const json& body, Endpoint endpoint, v1::GenerateRequest* 
   if (stop_ids != body.end() && !stop_ids->is_null()) {
     if (!stop_ids->is_array()) return Bad("'stop_token_ids' must be a list of integers");
     for (const json& id : *stop_ids) {
-      if (!id.is_number_integer()) return Bad("'stop_token_ids' must be a list of integers");
-      r->add_stop_token_ids(id.get<int32_t>());
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
+        return Bad("'stop_token_ids' must be a list of integers in [0, 2^31)");
+      }
+      r->add_stop_token_ids(static_cast<int32_t>(id.get<int64_t>()));
     }
   }
   bool ignore_eos = false;
@@ -186,8 +189,10 @@ absl::Status Prompt(const json& body, v1::GenerateRequest* r) {
   }
   if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
     for (const json& id : *p) {
-      if (!id.is_number_integer()) return Bad("'prompt' token ids must all be integers");
-      r->mutable_token_ids()->add_ids(id.get<int32_t>());
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
+        return Bad("'prompt' token ids must all be integers in [0, 2^31)");
+      }
+      r->mutable_token_ids()->add_ids(static_cast<int32_t>(id.get<int64_t>()));
     }
     return absl::OkStatus();
   }

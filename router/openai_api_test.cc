@@ -96,6 +96,10 @@ TEST(OpenAiApi, BadRequestsNameTheField) {
   ExpectBad(c, {{"model", "austen-moe"}, {"prompt", "x"}, {"stop", 5}}, "'stop'");
   ExpectBad(c, {{"model", "austen-moe"}, {"prompt", "x"}, {"logprobs", 2}}, "'logprobs'");
   ExpectBad(c, {{"model", "austen-moe"}, {"prompt", "x"}, {"echo", true}}, "'echo'");
+  ExpectBad(c, {{"model", "austen-moe"}, {"prompt", {1, int64_t{1} << 40}}}, "'prompt'");
+  ExpectBad(c, {{"model", "austen-moe"}, {"prompt", {1, -2}}}, "'prompt'");
+  ExpectBad(c, {{"model", "austen-moe"}, {"prompt", "x"}, {"stop_token_ids", {-1}}},
+            "'stop_token_ids'");
   ExpectBad(Endpoint::kChat, {{"model", "austen-moe"}, {"messages", json::array()}},
             "'messages'");
   ExpectBad(Endpoint::kChat,
