@@ -39,7 +39,7 @@ class OpenAiHttpServer {
     std::string model_name;
     std::shared_ptr<grpc::Channel> channel;  // to the router's Inference service
     std::function<bool()> ready;             // the group can serve
-    int threads = 128;                       // concurrent connections served
+    int threads = 1024;                      // connections served at once (one thread each)
   };
 
   // Binds and starts serving on a thread of its own. UNAVAILABLE if the
