@@ -48,13 +48,30 @@ struct OpenAiHttpServer::Impl {
   httplib::Server server;
 
   void Handle(openai::Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
+  // False (after answering 401) when keys are on and the request lacks one.
+  bool Authorized(const httplib::Request& req, httplib::Response& res) const {
+    if (options.keys == nullptr || options.keys->Allows(req.get_header_value("Authorization"))) {
+      return true;
+    }
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_content(openai::ErrorBody(401, "this server needs an API key: send the header "
+                                           "'Authorization: Bearer KEY'"),
+                    "application/json");
+    return false;
+  }
 };
 
 void OpenAiHttpServer::Impl::Handle(openai::Endpoint endpoint, const httplib::Request& req,
                                     httplib::Response& res) {
+  if (!Authorized(req, res)) return;
   auto parsed = openai::ParseRequest(endpoint, req.body, options.model_name);
   if (!parsed.ok()) return SendError(res, parsed.status());
   auto call = std::make_shared<Call>(endpoint, options.model_name, parsed->request.request_id());
+  if (options.keys != nullptr && options.keys->enabled()) {
+    // Checked above; the gRPC service checks it again.
+    call->ctx.AddMetadata("authorization", req.get_header_value("Authorization"));
+  }
   call->ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
   call->reader = stub->Generate(&call->ctx, parsed->request);
   // The first message or the end, so that early errors get their status.
@@ -154,7 +171,8 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(Option
                    p->Handle(openai::Endpoint::kChat, req, res);
                  });
   const int64_t started = UnixNow();
-  p->server.Get("/v1/models", [p, started](const httplib::Request&, httplib::Response& res) {
+  p->server.Get("/v1/models", [p, started](const httplib::Request& req, httplib::Response& res) {
+    if (!p->Authorized(req, res)) return;
     res.set_content(openai::ModelsBody(p->options.model_name, started), "application/json");
   });
   p->server.Get("/health", [p](const httplib::Request&, httplib::Response& res) {

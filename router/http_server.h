@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
+#include "router/api_keys.h"
 
 namespace moeserve {
 namespace router {
@@ -39,6 +40,7 @@ class OpenAiHttpServer {
     std::string model_name;
     std::shared_ptr<grpc::Channel> channel;  // to the router's Inference service
     std::function<bool()> ready;             // the group can serve
+    const ApiKeys* keys = nullptr;           // when enabled: Bearer required on /v1/*
     int threads = 1024;                      // connections served at once (one thread each)
   };
 

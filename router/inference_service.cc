@@ -9,10 +9,28 @@
 
 namespace moeserve {
 namespace router {
+namespace {
+
+bool Authorized(const ApiKeys* keys, grpc::CallbackServerContext* context) {
+  if (keys == nullptr || !keys->enabled()) return true;
+  const auto& md = context->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return false;
+  return keys->Allows(absl::string_view(it->second.data(), it->second.size()));
+}
+
+grpc::Status Unauthenticated() {
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "this router needs an API key: send the metadata "
+                      "'authorization: Bearer KEY'");
+}
+
+}  // namespace
 
 InferenceService::InferenceService(const RequestBuilder* builder, WorkerPool* pool,
-                                   std::string model_name, RequestMetrics* metrics)
-    : builder_(builder), pool_(pool), metrics_(metrics) {
+                                   std::string model_name, RequestMetrics* metrics,
+                                   const ApiKeys* keys)
+    : builder_(builder), pool_(pool), metrics_(metrics), keys_(keys) {
   const ModelConfig& c = builder_->config();
   info_.set_name(std::move(model_name));
   info_.set_architecture(c.architecture_name);
@@ -25,7 +43,11 @@ InferenceService::InferenceService(const RequestBuilder* builder, WorkerPool* po
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
-    grpc::CallbackServerContext* /*context*/, const v1::GenerateRequest* request) {
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  if (!Authorized(keys_, context)) {
+    if (metrics_ != nullptr) metrics_->OnError("UNAUTHENTICATED");
+    return GenerateStream::Reject(Unauthenticated());
+  }
   if (draining_.load()) {
     if (metrics_ != nullptr) metrics_->OnError("UNAVAILABLE");
     return GenerateStream::Reject(grpc::Status(
@@ -45,6 +67,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,
                                                          const v1::GetModelInfoRequest* /*request*/,
                                                          v1::ModelInfo* response) {
+  if (!Authorized(keys_, context)) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(Unauthenticated());
+    return reactor;
+  }
   *response = info_;
   response->set_world_size(pool_->state().world_size);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

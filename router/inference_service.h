@@ -16,6 +16,7 @@
 #include <string>
 
 #include "moeserve/v1/inference.grpc.pb.h"
+#include "router/api_keys.h"
 #include "router/request_builder.h"
 #include "router/request_metrics.h"
 #include "router/worker_pool.h"
@@ -25,9 +26,10 @@ namespace router {
 
 class InferenceService final : public v1::Inference::CallbackService {
  public:
-  // `metrics` (optional) must outlive the service.
+  // `metrics` and `keys` (optional) must outlive the service. With keys,
+  // calls without a valid `authorization: Bearer KEY` get UNAUTHENTICATED.
   InferenceService(const RequestBuilder* builder, WorkerPool* pool, std::string model_name,
-                   RequestMetrics* metrics = nullptr);
+                   RequestMetrics* metrics = nullptr, const ApiKeys* keys = nullptr);
 
   // From now on Generate answers UNAVAILABLE (the router is draining);
   // calls already running go on.
@@ -43,6 +45,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   const RequestBuilder* const builder_;
   WorkerPool* const pool_;
   RequestMetrics* const metrics_;
+  const ApiKeys* const keys_;
   v1::ModelInfo info_;  // all but world_size
   std::atomic<bool> draining_{false};
 };

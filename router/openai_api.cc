@@ -256,6 +256,8 @@ const char* ErrorType(int http_status) {
   switch (http_status) {
     case 400:
       return "BadRequestError";
+    case 401:
+      return "AuthenticationError";
     case 404:
       return "NotFoundError";
     case 429:

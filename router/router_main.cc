@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -29,6 +30,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "metrics/metrics_server.h"
 #include "model/config.h"
+#include "router/api_keys.h"
 #include "router/grpc_worker_connection.h"
 #include "router/http_server.h"
 #include "router/inference_service.h"
@@ -146,6 +148,7 @@ int RouterMain(int argc, char** argv, int first) {
   int http_port = -1;
   int metrics_port = -1;
   int drain_timeout_s = 30;
+  std::string api_key_file;
   FlagSet flags("moeserve-router",
                 "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
                 "tokenize, validate, place each request on the least-loaded worker, stream "
@@ -161,6 +164,9 @@ int RouterMain(int argc, char** argv, int first) {
                "Chat format instead of recognising the chat template: chatml, qwen3, llama2, "
                "mistral.");
   flags.String("router-id", &router_id, "ID", "This router's name in the workers' logs.");
+  flags.String("api-key-file", &api_key_file, "PATH",
+               "Require an API key on Generate, GetModelInfo and /v1/* (Bearer token): one "
+               "key per line. MOESERVE_API_KEY adds one more. Health stays open.");
   flags.Int("drain-timeout", &drain_timeout_s, "SECONDS",
             "On SIGTERM/SIGINT: health turns NOT_SERVING and new calls get UNAVAILABLE at "
             "once; calls in flight may finish for up to this long, then are cancelled.");
@@ -219,8 +225,11 @@ int RouterMain(int argc, char** argv, int first) {
 
   Readiness readiness;
   WorkerPool pool([&readiness](const WorkerPool::State& s) { readiness.OnPoolChange(s); });
+  const char* env_key = std::getenv("MOESERVE_API_KEY");
+  auto keys = ApiKeys::Load(api_key_file, env_key == nullptr ? "" : env_key);
+  if (!keys.ok()) return Fail(keys.status(), 2);
   RequestMetrics request_metrics;
-  InferenceService service(builder->get(), &pool, model_name, &request_metrics);
+  InferenceService service(builder->get(), &pool, model_name, &request_metrics, &*keys);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -243,6 +252,7 @@ int RouterMain(int argc, char** argv, int first) {
     o.model_name = model_name;
     o.channel = server->InProcessChannel(grpc::ChannelArguments());
     o.ready = [&readiness] { return readiness.Serving(); };
+    o.keys = &*keys;
     auto started = OpenAiHttpServer::Start(std::move(o));
     if (!started.ok()) return Fail(started.status());
     http = std::move(*started);

@@ -135,6 +135,52 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(status, 200)
 
 
+class ApiKeyTest(unittest.TestCase):
+    def test_keys_guard_grpc_and_http_but_not_health(self):
+        os.environ["MOESERVE_API_KEY"] = "sk-test-123"
+        try:
+            c = Cluster(CHAT, 1, "--http-port", "0")
+        finally:
+            del os.environ["MOESERVE_API_KEY"]
+        try:
+            body = {"model": "qwen3_moe_chat", "prompt": "Hi", "max_tokens": 2}
+            for headers in [{}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": "sk-test-123"}]:
+                host, port = c.http.rsplit(":", 1)
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                conn.request("POST", "/v1/completions", body=json.dumps(body),
+                             headers=dict(headers, **{"Content-Type": "application/json"}))
+                r = conn.getresponse()
+                err = json.loads(r.read())["error"]
+                conn.close()
+                self.assertEqual(r.status, 401, headers)
+                self.assertEqual(err["type"], "AuthenticationError")
+            host, port = c.http.rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn.request("POST", "/v1/completions", body=json.dumps(body),
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": "Bearer sk-test-123"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200, r.read())
+            conn.close()
+            status, _, _ = request(c.http, "GET", "/v1/models")
+            self.assertEqual(status, 401)
+            status, _, _ = request(c.http, "GET", "/health")
+            self.assertEqual(status, 200)
+            import grpc
+            from cluster_util import inference_pb2
+            with self.assertRaises(grpc.RpcError) as e:
+                c.generate(text="Hi", max_tokens=2)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            tokens = []
+            for chunk in c.stub.Generate(inference_pb2.GenerateRequest(text="Hi", max_tokens=2),
+                                         metadata=[("authorization", "Bearer sk-test-123")],
+                                         timeout=30):
+                tokens.extend(chunk.token_ids)
+            self.assertEqual(len(tokens), 2)
+        finally:
+            c.stop()
+
+
 class HttpDisconnectTest(unittest.TestCase):
     def test_a_client_that_leaves_mid_stream_cancels_its_request(self):
         # The demo model at one thread per worker: 1000 tokens take seconds.
