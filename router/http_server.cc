@@ -45,7 +45,7 @@ struct Call {
 struct OpenAiHttpServer::Impl {
   Options options;
   std::unique_ptr<v1::Inference::Stub> stub;
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> server;  // an SSLServer with TLS
 
   void Handle(openai::Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
   // False (after answering 401) when keys are on and the request lacks one.
@@ -137,14 +137,14 @@ void OpenAiHttpServer::Impl::Handle(openai::Endpoint endpoint, const httplib::Re
 
 OpenAiHttpServer::OpenAiHttpServer(std::unique_ptr<Impl> impl, int port)
     : impl_(std::move(impl)), port_(port) {
-  thread_ = std::thread([this] { impl_->server.listen_after_bind(); });
+  thread_ = std::thread([this] { impl_->server->listen_after_bind(); });
 }
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
 void OpenAiHttpServer::Stop() {
   if (!thread_.joinable()) return;
-  impl_->server.stop();
+  impl_->server->stop();
   thread_.join();
 }
 
@@ -152,37 +152,49 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(Option
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->stub = v1::Inference::NewStub(impl->options.channel);
+  if (!impl->options.tls_cert.empty()) {
+    auto tls = std::make_unique<httplib::SSLServer>(impl->options.tls_cert.c_str(),
+                                                    impl->options.tls_key.c_str());
+    if (!tls->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot serve HTTPS with certificate ", impl->options.tls_cert, " and key ",
+          impl->options.tls_key, " (unreadable or not a matching PEM pair)"));
+    }
+    impl->server = std::move(tls);
+  } else {
+    impl->server = std::make_unique<httplib::Server>();
+  }
   Impl* p = impl.get();
   const int threads = std::max(1, p->options.threads);
-  p->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  p->server.set_payload_max_length(16u << 20);
+  p->server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  p->server->set_payload_max_length(16u << 20);
   // Not httplib's default SO_REUSEPORT: a port in use must fail to bind.
-  p->server.set_socket_options([](socket_t sock) {
+  p->server->set_socket_options([](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  p->server.set_read_timeout(60);
+  p->server->set_read_timeout(60);
 
-  p->server.Post("/v1/completions", [p](const httplib::Request& req, httplib::Response& res) {
+  p->server->Post("/v1/completions", [p](const httplib::Request& req, httplib::Response& res) {
     p->Handle(openai::Endpoint::kCompletions, req, res);
   });
-  p->server.Post("/v1/chat/completions",
+  p->server->Post("/v1/chat/completions",
                  [p](const httplib::Request& req, httplib::Response& res) {
                    p->Handle(openai::Endpoint::kChat, req, res);
                  });
   const int64_t started = UnixNow();
-  p->server.Get("/v1/models", [p, started](const httplib::Request& req, httplib::Response& res) {
+  p->server->Get("/v1/models", [p, started](const httplib::Request& req, httplib::Response& res) {
     if (!p->Authorized(req, res)) return;
     res.set_content(openai::ModelsBody(p->options.model_name, started), "application/json");
   });
-  p->server.Get("/health", [p](const httplib::Request&, httplib::Response& res) {
+  p->server->Get("/health", [p](const httplib::Request&, httplib::Response& res) {
     const bool ready = p->options.ready && p->options.ready();
     res.status = ready ? 200 : 503;
     res.set_content(ready ? "{\"status\":\"ok\"}" : "{\"status\":\"not ready\"}",
                     "application/json");
   });
   // Unknown paths and methods: an OpenAI error object, not httplib's page.
-  p->server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  p->server->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     const int status = res.status > 0 ? res.status : 404;
     res.set_content(
@@ -192,8 +204,8 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(Option
 
   int port = p->options.port;
   if (port == 0) {
-    port = p->server.bind_to_any_port(p->options.host);
-  } else if (!p->server.bind_to_port(p->options.host, port)) {
+    port = p->server->bind_to_any_port(p->options.host);
+  } else if (!p->server->bind_to_port(p->options.host, port)) {
     port = -1;
   }
   if (port <= 0) {

@@ -41,6 +41,8 @@ class OpenAiHttpServer {
     std::shared_ptr<grpc::Channel> channel;  // to the router's Inference service
     std::function<bool()> ready;             // the group can serve
     const ApiKeys* keys = nullptr;           // when enabled: Bearer required on /v1/*
+    // PEM files: serve HTTPS instead of HTTP when both are set.
+    std::string tls_cert, tls_key;
     int threads = 1024;                      // connections served at once (one thread each)
   };
 

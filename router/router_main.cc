@@ -18,6 +18,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -58,6 +60,17 @@ std::string BaseName(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", flag, " ", path));
+  std::ostringstream out;
+  out << in.rdbuf();
+  if (out.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, " is not a PEM file"));
+  }
+  return out.str();
 }
 
 std::string DefaultRouterId() {
@@ -148,7 +161,7 @@ int RouterMain(int argc, char** argv, int first) {
   int http_port = -1;
   int metrics_port = -1;
   int drain_timeout_s = 30;
-  std::string api_key_file;
+  std::string api_key_file, tls_cert, tls_key;
   FlagSet flags("moeserve-router",
                 "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
                 "tokenize, validate, place each request on the least-loaded worker, stream "
@@ -167,6 +180,10 @@ int RouterMain(int argc, char** argv, int first) {
   flags.String("api-key-file", &api_key_file, "PATH",
                "Require an API key on Generate, GetModelInfo and /v1/* (Bearer token): one "
                "key per line. MOESERVE_API_KEY adds one more. Health stays open.");
+  flags.String("tls-cert", &tls_cert, "PEM",
+               "Serve gRPC (and HTTP, as HTTPS) over TLS with this certificate chain; needs "
+               "--tls-key.");
+  flags.String("tls-key", &tls_key, "PEM", "The private key of --tls-cert.");
   flags.Int("drain-timeout", &drain_timeout_s, "SECONDS",
             "On SIGTERM/SIGINT: health turns NOT_SERVING and new calls get UNAVAILABLE at "
             "once; calls in flight may finish for up to this long, then are cancelled.");
@@ -188,6 +205,22 @@ int RouterMain(int argc, char** argv, int first) {
                 2);
   }
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"), 2);
+  if (tls_cert.empty() != tls_key.empty()) {
+    return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"), 2);
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    auto cert = ReadFile(tls_cert, "--tls-cert");
+    if (!cert.ok()) return Fail(cert.status(), 2);
+    auto key = ReadFile(tls_key, "--tls-key");
+    if (!key.ok()) return Fail(key.status(), 2);
+    pair.cert_chain = *cert;
+    pair.private_key = *key;
+    ssl.pem_key_cert_pairs.push_back(pair);
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   auto workers = ParseWorkerList(workers_flag);
   if (!workers.ok()) return Fail(workers.status(), 2);
   std::string listen_host, listen_port;
@@ -235,7 +268,7 @@ int RouterMain(int argc, char** argv, int first) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder server_builder;
   int port = 0;
-  server_builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  server_builder.AddListeningPort(listen, credentials, &port);
   server_builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = server_builder.BuildAndStart();
   if (server == nullptr || port == 0) {
@@ -253,6 +286,8 @@ int RouterMain(int argc, char** argv, int first) {
     o.channel = server->InProcessChannel(grpc::ChannelArguments());
     o.ready = [&readiness] { return readiness.Serving(); };
     o.keys = &*keys;
+    o.tls_cert = tls_cert;
+    o.tls_key = tls_key;
     auto started = OpenAiHttpServer::Start(std::move(o));
     if (!started.ok()) return Fail(started.status());
     http = std::move(*started);

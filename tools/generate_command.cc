@@ -11,6 +11,9 @@
 // and 1 otherwise.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -38,6 +41,7 @@ struct GenerateFlags {
   SamplingParams sampling;
   bool ignore_eos = false;
   int priority = 0;
+  std::string tls_ca;
   std::string stop_token_ids;
   std::string stop;  // one stop string (FlagSet has no repeated flags)
   std::string format = "text";
@@ -146,6 +150,9 @@ int GenerateCommand(int argc, char** argv) {
   flags.Int("max-tokens", &f.max_tokens, "N", "Most tokens to generate (0: the server's 16).");
   AddSamplingFlags(flags, &f.sampling);
   flags.Bool("ignore-eos", &f.ignore_eos, "Do not stop at the model's EOS tokens.");
+  flags.String("tls-ca", &f.tls_ca, "PEM",
+               "Connect over TLS, trusting the certificates in this file (a router started "
+               "with --tls-cert). MOESERVE_API_KEY, when set, is sent as the Bearer API key.");
   flags.Int("priority", &f.priority, "N",
             "Scheduling priority on the worker: lower runs first (default 0).");
   flags.String("stop-token-ids", &f.stop_token_ids, "IDS", "Extra token ids that end generation.");
@@ -170,9 +177,21 @@ int GenerateCommand(int argc, char** argv) {
   auto request = BuildRequest(f, flags);
   if (!request.ok()) return Fail(request.status());
 
-  auto stub =
-      v1::Inference::NewStub(grpc::CreateChannel(f.target, grpc::InsecureChannelCredentials()));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!f.tls_ca.empty()) {
+    std::ifstream in(f.tls_ca, std::ios::binary);
+    if (!in) return Fail(absl::InvalidArgumentError("cannot read --tls-ca " + f.tls_ca));
+    std::ostringstream pem;
+    pem << in.rdbuf();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem.str();
+    credentials = grpc::SslCredentials(ssl);
+  }
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(f.target, credentials));
   grpc::ClientContext context;
+  if (const char* key = std::getenv("MOESERVE_API_KEY"); key != nullptr && *key != '\0') {
+    context.AddMetadata("authorization", std::string("Bearer ") + key);
+  }
   if (f.timeout > 0) {
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::microseconds(static_cast<int64_t>(f.timeout * 1e6)));

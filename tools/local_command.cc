@@ -30,6 +30,7 @@ struct LocalFlags {
   int grpc_port = 50051;
   int http_port = -1;
   int drain_timeout_s = 30;
+  std::string tls_cert, tls_key, api_key_file;
   int metrics_port = -1;
   std::string host = "127.0.0.1";
   int threads_per_worker = 0;
@@ -80,6 +81,11 @@ int LocalCommand(int argc, char** argv) {
             "Serve Prometheus metrics: the router on P, worker r on P+1+r (0: free ports; "
             "default: off). Prints `moeserve metrics router=ADDR workers=ADDR,...` before the "
             "ready line.");
+  flags.String("tls-cert", &f.tls_cert, "PEM",
+               "The router serves gRPC and HTTP over TLS with this certificate (needs --tls-key).");
+  flags.String("tls-key", &f.tls_key, "PEM", "The private key of --tls-cert.");
+  flags.String("api-key-file", &f.api_key_file, "PATH",
+               "The router requires one of these API keys (see moeserve router --help).");
   flags.Int("drain-timeout", &f.drain_timeout_s, "SECONDS",
             "On Ctrl-C/SIGTERM the router refuses new requests and lets those in flight finish "
             "for up to this long before the workers stop.");
@@ -210,6 +216,9 @@ int LocalCommand(int argc, char** argv) {
   if (!f.chat_format.empty()) router_args.push_back("--chat-format=" + f.chat_format);
   if (f.http_port >= 0) router_args.push_back("--http-port=" + std::to_string(f.http_port));
   router_args.push_back("--drain-timeout=" + std::to_string(f.drain_timeout_s));
+  if (!f.tls_cert.empty()) router_args.push_back("--tls-cert=" + f.tls_cert);
+  if (!f.tls_key.empty()) router_args.push_back("--tls-key=" + f.tls_key);
+  if (!f.api_key_file.empty()) router_args.push_back("--api-key-file=" + f.api_key_file);
   if (f.metrics_port >= 0) {
     router_args.push_back("--metrics-port=" + std::to_string(f.metrics_port));
   }
