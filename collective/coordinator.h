@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "grpcpp/security/credentials.h"
 #include "absl/time/time.h"
 #include "collective/kv_store.h"
 #include "moeserve/internal/v1/worker.grpc.pb.h"
@@ -50,8 +51,10 @@ class CoordinatorService final : public internal::v1::Coordinator::Service {
 // an empty target). The coordinator may go away and come back later: Set and
 // Add wait up to `connect_timeout` for it, Get up to its own timeout;
 // UNAVAILABLE / DEADLINE_EXCEEDED messages name the target and the key.
-absl::StatusOr<std::unique_ptr<KvStore>> ConnectCoordinator(const std::string& target,
-                                                            absl::Duration connect_timeout);
+// `credentials`: plaintext when null (common/tls.h makes mutual-TLS ones).
+absl::StatusOr<std::unique_ptr<KvStore>> ConnectCoordinator(
+    const std::string& target, absl::Duration connect_timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace moeserve
 

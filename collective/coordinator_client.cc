@@ -105,8 +105,10 @@ class CoordinatorClient final : public KvStore {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<KvStore>> ConnectCoordinator(const std::string& target,
-                                                            absl::Duration connect_timeout) {
+absl::StatusOr<std::unique_ptr<KvStore>> ConnectCoordinator(
+    const std::string& target, absl::Duration connect_timeout,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   if (target.empty()) return absl::InvalidArgumentError("coordinator target is empty");
   grpc::ChannelArguments args;
   // Retry a coordinator that is not up yet every 100 ms to 1 s, not the
@@ -115,7 +117,7 @@ absl::StatusOr<std::unique_ptr<KvStore>> ConnectCoordinator(const std::string& t
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+      grpc::CreateCustomChannel(target, credentials, args);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + connect_timeout))) {
     return absl::UnavailableError(absl::StrCat("coordinator ", target, " unreachable for ",
                                                absl::FormatDuration(connect_timeout)));

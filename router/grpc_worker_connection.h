@@ -31,6 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/security/credentials.h"
 #include "moeserve/internal/v1/worker.grpc.pb.h"
 #include "router/worker_connection.h"
 
@@ -42,6 +43,8 @@ class GrpcWorkerConnection : public WorkerConnection {
   struct Options {
     std::chrono::milliseconds initial_backoff{50};
     std::chrono::milliseconds max_backoff{1000};
+    // Plaintext when null (common/tls.h makes mutual-TLS credentials).
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
   };
 
   GrpcWorkerConnection(std::string address, std::string router_id, Options options);

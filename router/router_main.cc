@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/cli_flags.h"
+#include "common/tls.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -162,6 +163,7 @@ int RouterMain(int argc, char** argv, int first) {
   int metrics_port = -1;
   int drain_timeout_s = 30;
   std::string api_key_file, tls_cert, tls_key;
+  TlsFiles worker_tls;
   FlagSet flags("moeserve-router",
                 "Serve moeserve.v1.Inference in front of a group of moeserve workers: "
                 "tokenize, validate, place each request on the least-loaded worker, stream "
@@ -184,6 +186,11 @@ int RouterMain(int argc, char** argv, int first) {
                "Serve gRPC (and HTTP, as HTTPS) over TLS with this certificate chain; needs "
                "--tls-key.");
   flags.String("tls-key", &tls_key, "PEM", "The private key of --tls-cert.");
+  flags.String("worker-tls-cert", &worker_tls.cert, "PEM",
+               "Mutual TLS to the workers: the certificate this router presents (with "
+               "--worker-tls-key and --worker-tls-ca; the workers' --tls-* flags).");
+  flags.String("worker-tls-key", &worker_tls.key, "PEM", "The private key of --worker-tls-cert.");
+  flags.String("worker-tls-ca", &worker_tls.ca, "PEM", "CA the workers' certificates must chain to.");
   flags.Int("drain-timeout", &drain_timeout_s, "SECONDS",
             "On SIGTERM/SIGINT: health turns NOT_SERVING and new calls get UNAVAILABLE at "
             "once; calls in flight may finish for up to this long, then are cancelled.");
@@ -205,6 +212,9 @@ int RouterMain(int argc, char** argv, int first) {
                 2);
   }
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"), 2);
+  if (absl::Status s = CheckTlsFiles(worker_tls, "--worker-tls-"); !s.ok()) return Fail(s, 2);
+  auto worker_credentials = ChannelCredentialsFor(worker_tls);
+  if (!worker_credentials.ok()) return Fail(worker_credentials.status(), 2);
   if (tls_cert.empty() != tls_key.empty()) {
     return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"), 2);
   }
@@ -316,8 +326,10 @@ int RouterMain(int argc, char** argv, int first) {
 
   WorkerDiscovery discovery(
       *workers, SystemResolver(),
-      [&router_id](const std::string& address) {
-        return std::make_unique<GrpcWorkerConnection>(address, router_id);
+      [&router_id, &worker_credentials](const std::string& address) {
+        GrpcWorkerConnection::Options o;
+        o.credentials = *worker_credentials;
+        return std::make_unique<GrpcWorkerConnection>(address, router_id, o);
       },
       &pool);
   if (absl::Status s = discovery.Refresh(); !s.ok()) {

@@ -15,7 +15,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import Cluster, grpc, inference_pb2, inference_pb2_grpc  # noqa: E402
+from cluster_util import (Cluster, grpc, inference_pb2, inference_pb2_grpc,  # noqa: E402
+                          worker_pb2, worker_pb2_grpc)
 
 MODEL = "tests/fixtures/qwen3_moe_chat"
 
@@ -97,6 +98,50 @@ class TlsTest(unittest.TestCase):
             plain.request("GET", "/health")
             plain.getresponse().read()
         plain.close()
+
+
+class InternalMutualTlsTest(unittest.TestCase):
+    def test_router_and_workers_talk_mutual_tls_and_refuse_others(self):
+        d = tempfile.mkdtemp()
+        try:
+            make_certificates(d)
+            files = {k: os.path.join(d, v) for k, v in
+                     [("cert", "server.pem"), ("key", "server.key"), ("ca", "ca.pem")]}
+            with Cluster(MODEL, 2, "--internal-tls-cert", files["cert"], "--internal-tls-key",
+                         files["key"], "--internal-tls-ca", files["ca"]) as c:
+                # Through the router (plaintext in front): every rank took part.
+                tokens, _, _ = c.generate(text="Hi", max_tokens=4, ignore_eos=True)
+                self.assertEqual(len(tokens), 4)
+                worker = c.workers()[1]["listen"]
+                read = lambda name: open(files[name], "rb").read()  # noqa: E731
+
+                def status(creds):
+                    with grpc.secure_channel(worker, creds) if creds else \
+                            grpc.insecure_channel(worker) as ch:
+                        return worker_pb2_grpc.WorkerStub(ch).GetStatus(
+                            worker_pb2.GetStatusRequest(), timeout=5)
+                # A peer with a certificate from the cluster's CA is served...
+                st = status(grpc.ssl_channel_credentials(read("ca"), read("key"), read("cert")))
+                self.assertEqual(st.rank, 1)
+                self.assertGreater(st.steps, 0)  # it stepped with the group
+                # ...one without a certificate, or in cleartext, is not.
+                for creds in [grpc.ssl_channel_credentials(read("ca")), None]:
+                    with self.assertRaises(grpc.RpcError) as e:
+                        status(creds)
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                # Nor one whose certificate another CA signed.
+                other = tempfile.mkdtemp()
+                try:
+                    make_certificates(other)
+                    rogue = grpc.ssl_channel_credentials(
+                        read("ca"), open(os.path.join(other, "server.key"), "rb").read(),
+                        open(os.path.join(other, "server.pem"), "rb").read())
+                    with self.assertRaises(grpc.RpcError):
+                        status(rogue)
+                finally:
+                    shutil.rmtree(other, ignore_errors=True)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ struct LocalFlags {
   int http_port = -1;
   int drain_timeout_s = 30;
   std::string tls_cert, tls_key, api_key_file;
+  std::string internal_cert, internal_key, internal_ca;
   int metrics_port = -1;
   std::string host = "127.0.0.1";
   int threads_per_worker = 0;
@@ -84,6 +85,11 @@ int LocalCommand(int argc, char** argv) {
   flags.String("tls-cert", &f.tls_cert, "PEM",
                "The router serves gRPC and HTTP over TLS with this certificate (needs --tls-key).");
   flags.String("tls-key", &f.tls_key, "PEM", "The private key of --tls-cert.");
+  flags.String("internal-tls-cert", &f.internal_cert, "PEM",
+               "Mutual TLS between the router and the workers and among workers: the "
+               "certificate every process presents (with --internal-tls-key/-ca).");
+  flags.String("internal-tls-key", &f.internal_key, "PEM", "Its private key.");
+  flags.String("internal-tls-ca", &f.internal_ca, "PEM", "The CA every peer must chain to.");
   flags.String("api-key-file", &f.api_key_file, "PATH",
                "The router requires one of these API keys (see moeserve router --help).");
   flags.Int("drain-timeout", &f.drain_timeout_s, "SECONDS",
@@ -187,6 +193,11 @@ int LocalCommand(int argc, char** argv) {
                                                      : "--no-enable-prefix-caching"),
                                      "--coordinator=" +
                                          (rank == 0 ? f.host + ":0" : coordinator)};
+    if (!f.internal_cert.empty()) {
+      args.push_back("--tls-cert=" + f.internal_cert);
+      args.push_back("--tls-key=" + f.internal_key);
+      args.push_back("--tls-ca=" + f.internal_ca);
+    }
     if (f.metrics_port >= 0) {
       args.push_back("--metrics-port=" +
                      std::to_string(f.metrics_port == 0 ? 0 : f.metrics_port + 1 + rank));
@@ -219,6 +230,11 @@ int LocalCommand(int argc, char** argv) {
   if (!f.tls_cert.empty()) router_args.push_back("--tls-cert=" + f.tls_cert);
   if (!f.tls_key.empty()) router_args.push_back("--tls-key=" + f.tls_key);
   if (!f.api_key_file.empty()) router_args.push_back("--api-key-file=" + f.api_key_file);
+  if (!f.internal_cert.empty()) {
+    router_args.push_back("--worker-tls-cert=" + f.internal_cert);
+    router_args.push_back("--worker-tls-key=" + f.internal_key);
+    router_args.push_back("--worker-tls-ca=" + f.internal_ca);
+  }
   if (f.metrics_port >= 0) {
     router_args.push_back("--metrics-port=" + std::to_string(f.metrics_port));
   }

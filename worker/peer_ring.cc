@@ -10,8 +10,10 @@ namespace moeserve {
 
 namespace v1 = internal::v1;
 
-PeerRing::PeerRing(int rank, uint64_t epoch, const std::vector<std::string>& addresses)
+PeerRing::PeerRing(int rank, uint64_t epoch, const std::vector<std::string>& addresses,
+                   std::shared_ptr<grpc::ChannelCredentials> credentials)
     : rank_(rank), epoch_(epoch) {
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   for (size_t r = 0; r < addresses.size(); ++r) {
     if (static_cast<int>(r) == rank) {
       peers_.push_back(nullptr);
@@ -20,7 +22,7 @@ PeerRing::PeerRing(int rank, uint64_t epoch, const std::vector<std::string>& add
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     peers_.push_back(v1::Worker::NewStub(grpc::CreateCustomChannel(
-        addresses[r], grpc::InsecureChannelCredentials(), args)));
+        addresses[r], credentials, args)));
   }
 }
 

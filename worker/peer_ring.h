@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "grpcpp/security/credentials.h"
+
 #include "moeserve/internal/v1/worker.grpc.pb.h"
 
 namespace moeserve {
@@ -16,7 +18,9 @@ namespace moeserve {
 class PeerRing {
  public:
   // `addresses[r]` is rank r's Worker service; this rank's entry is skipped.
-  PeerRing(int rank, uint64_t epoch, const std::vector<std::string>& addresses);
+  // `credentials`: plaintext when null.
+  PeerRing(int rank, uint64_t epoch, const std::vector<std::string>& addresses,
+           std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
   void Ring(uint64_t idle_period);
 

@@ -32,6 +32,7 @@
 #include "engine/transformer.h"
 #include "kernels/cpu/linear.h"
 #include "model/weights.h"
+#include "common/tls.h"
 #include "worker/engine.h"
 #include "worker/expert_parallel.h"
 #include "worker/expert_shards.h"
@@ -62,6 +63,7 @@ struct WorkerFlags {
   int64_t kv_cache_bytes = int64_t{1} << 30;
   bool prefix_caching = true;
   int metrics_port = -1;
+  TlsFiles tls;
 };
 
 std::string HostOf(const std::string& address) {
@@ -94,9 +96,10 @@ uint64_t ExpertBytes(const ModelWeights& w) {
 
 // Builds a server on `address` with `services`; returns the bound port.
 absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(
-    const std::string& address, const std::vector<grpc::Service*>& services, int* port) {
+    const std::string& address, const std::vector<grpc::Service*>& services, int* port,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+  builder.AddListeningPort(address, credentials, port);
   for (grpc::Service* s : services) builder.RegisterService(s);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
@@ -213,6 +216,12 @@ int WorkerMain(int argc, char** argv, int first) {
               "Memory for the KV cache (keys and values of every layer, float on the CPU); "
               "committed as blocks are first used. When it runs out, the latest requests are "
               "preempted and recomputed later.");
+  flags.String("tls-cert", &f.tls.cert, "PEM",
+               "Mutual TLS on this worker's gRPC traffic (routers, peers, rank 0's store): the "
+               "certificate it presents; with --tls-key and --tls-ca.");
+  flags.String("tls-key", &f.tls.key, "PEM", "The private key of --tls-cert.");
+  flags.String("tls-ca", &f.tls.ca, "PEM",
+               "CA certificates: only peers with a certificate they signed are accepted.");
   flags.Int("metrics-port", &f.metrics_port, "P",
             "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
             "port; default: off). The ready line gives the address.");
@@ -237,6 +246,11 @@ int WorkerMain(int argc, char** argv, int first) {
                 f.rank);
   }
   if (absl::Status s = Validate(f); !s.ok()) return Fail(s, f.rank);
+  if (absl::Status s = CheckTlsFiles(f.tls, "--tls-"); !s.ok()) return Fail(s, f.rank);
+  auto server_credentials = ServerCredentialsFor(f.tls);
+  if (!server_credentials.ok()) return Fail(server_credentials.status(), f.rank);
+  auto channel_credentials = ChannelCredentialsFor(f.tls);
+  if (!channel_credentials.ok()) return Fail(channel_credentials.status(), f.rank);
   kernels::cpu::SetNumThreads(f.threads);
 
   SignalWatcher signals;  // before any thread starts, so all inherit the mask
@@ -258,7 +272,7 @@ int WorkerMain(int argc, char** argv, int first) {
   std::vector<grpc::Service*> services = {&service};
   const bool same_address = f.rank == 0 && f.coordinator == f.listen;
   if (same_address) services.push_back(&coordinator);
-  auto server = Serve(f.listen, services, &port);
+  auto server = Serve(f.listen, services, &port, *server_credentials);
   if (!server.ok()) return Fail(server.status(), f.rank);
   const std::string listen = WithPort(f.listen, port);
   std::unique_ptr<grpc::Server> coordinator_server;
@@ -266,7 +280,7 @@ int WorkerMain(int argc, char** argv, int first) {
   if (f.rank == 0 && f.world_size > 1) {
     if (!same_address) {
       int cport = 0;
-      auto cs = Serve(f.coordinator, {&coordinator}, &cport);
+      auto cs = Serve(f.coordinator, {&coordinator}, &cport, *server_credentials);
       if (!cs.ok()) return Fail(cs.status(), f.rank);
       coordinator_server = std::move(*cs);
       coordinator_address = WithPort(f.coordinator, cport);
@@ -295,7 +309,7 @@ int WorkerMain(int argc, char** argv, int first) {
   KvStore* store = &local_store;
   const absl::Duration formation = absl::Seconds(f.formation_timeout_s);
   if (f.rank != 0) {
-    auto s = ConnectCoordinator(coordinator_address, formation);
+    auto s = ConnectCoordinator(coordinator_address, formation, *channel_credentials);
     if (!s.ok()) return Fail(s.status(), f.rank);
     remote_store = std::move(*s);
     store = remote_store.get();
@@ -360,7 +374,7 @@ int WorkerMain(int argc, char** argv, int first) {
                     f.block_size, " positions for this model")),
                 f.rank);
   }
-  PeerRing ring(f.rank, epoch, peers);
+  PeerRing ring(f.rank, epoch, peers, *channel_credentials);
   engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
   engine.set_load_listener([&service](const EngineLoad& load) { service.BroadcastLoad(load); });
   WorkerService::Identity id;
