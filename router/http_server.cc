@@ -2,6 +2,8 @@
 #include "router/http_server.h"
 
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -28,6 +30,28 @@ void SendError(httplib::Response& res, const absl::Status& status) {
 }
 
 int64_t UnixNow() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// Debian's libcpp-httplib is compiled with a listen backlog of 5
+// (CPPHTTPLIB_LISTEN_BACKLOG), so a burst of connections overflows it and
+// clients see resets. listen() again on the bound socket raises it; httplib
+// does not expose the descriptor, so find the listening socket on `port`.
+void RaiseListenBacklog(int port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof(addr);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET) {
+      bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    }
+    if (bound == port) listen(fd, SOMAXCONN);
+  }
+}
 
 // One request's gRPC call, shared by the handler and its stream provider.
 struct Call {
@@ -212,6 +236,7 @@ absl::StatusOr<std::unique_ptr<OpenAiHttpServer>> OpenAiHttpServer::Start(Option
     return absl::UnavailableError(
         absl::StrCat("cannot listen for HTTP on ", p->options.host, ":", p->options.port));
   }
+  RaiseListenBacklog(port);
   return std::unique_ptr<OpenAiHttpServer>(new OpenAiHttpServer(std::move(impl), port));
 }
 

@@ -517,7 +517,18 @@ class ClusterTest(unittest.TestCase):
             check = c.channel.unary_unary("/grpc.health.v1.Health/Check",
                                           request_serializer=lambda b: b,
                                           response_deserializer=lambda b: b)
-            self.assertEqual(check(b"", timeout=10), b"\x08\x01")
+            # SERVING follows the workers' connections; right after the ready
+            # line it has been seen NOT_SERVING twice in hundreds of runs on a
+            # loaded machine. Wait (bounded) and show the log when it happens.
+            first = check(b"", timeout=10)
+            deadline = time.time() + 5
+            status = first
+            while status != b"\x08\x01" and time.time() < deadline:
+                time.sleep(0.05)
+                status = check(b"", timeout=10)
+            if first != b"\x08\x01":
+                print(f"health was {first!r} right after ready; cluster log:\n{c.log()}")
+            self.assertEqual(status, b"\x08\x01")
             self.assertEqual(check(b"\x0a\x15moeserve.v1.Inference", timeout=10), b"\x08\x01")
             # Server reflection lists the service: ServerReflectionRequest
             # {list_services: ""} is field 7, an empty string (3a 00).
