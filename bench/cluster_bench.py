@@ -85,14 +85,6 @@ def batch_tok_s(cluster, tokens, streams):
     return sum(done) / (time.perf_counter() - t0)
 
 
-def router_pid(cluster):
-    for pid in cluster.child_pids():
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if b"\0router\0" in f.read():
-                return pid
-    raise RuntimeError("router not found")
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
@@ -115,7 +107,7 @@ def main():
         run_rates.append(run_rate)
         with Cluster(a.model, n, timeout=600, threads=max(1, cores // n)) as c:
             stream_tok_s(c, 8)  # warm-up
-            pid = router_pid(c)
+            pid = c.router_pid()
             cpu0 = cpu_seconds(pid)
             rate = statistics.median(stream_tok_s(c, a.tokens) for _ in range(a.repeats))
             cpu1 = cpu_seconds(pid)
@@ -149,7 +141,7 @@ def main():
               f"batch-8 {eight:.1f} us")
     # Router CPU per streamed token at the highest token rate (tiny model).
     with Cluster(a.router_fixture, 1) as c:
-        pid = router_pid(c)
+        pid = c.router_pid()
         batch_tok_s(c, 20, 8)  # warm-up
         before = cpu_seconds(pid)
         t0 = time.perf_counter()

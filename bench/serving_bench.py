@@ -28,14 +28,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from cluster_util import Cluster, cpu_seconds, inference_pb2  # noqa: E402
 
 
-def router_pid(cluster):
-    for pid in cluster.child_pids():
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if b"\0router\0" in f.read():
-                return pid
-    raise RuntimeError("router not found")
-
-
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -124,7 +116,7 @@ def main():
     with Cluster(a.model, a.workers, *a.extra.split(), timeout=600,
                  threads=max(1, cores // a.workers)) as c:
         one_request(c, [5, 6, 7], 4)  # warm-up
-        router = router_pid(c)
+        router = c.router_pid()
         for conc in levels:
             n = max(a.min_requests, conc * a.requests_per_client)
             reqs = workload(n, a.vocab, 1234 + conc, prompt_range, output_range)

@@ -6,9 +6,8 @@
 #include "absl/strings/str_cat.h"
 
 namespace moeserve {
-namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& flag) {
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& flag) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", flag, " ", path));
   std::ostringstream out;
@@ -19,17 +18,19 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& 
   return out.str();
 }
 
+namespace {
+
 struct Pems {
   std::string cert, key, ca;
 };
 
 absl::StatusOr<Pems> Load(const TlsFiles& tls) {
   Pems p;
-  auto cert = ReadPem(tls.cert, "the TLS certificate");
+  auto cert = ReadPemFile(tls.cert, "the TLS certificate");
   if (!cert.ok()) return cert.status();
-  auto key = ReadPem(tls.key, "the TLS key");
+  auto key = ReadPemFile(tls.key, "the TLS key");
   if (!key.ok()) return key.status();
-  auto ca = ReadPem(tls.ca, "the TLS CA");
+  auto ca = ReadPemFile(tls.ca, "the TLS CA");
   if (!ca.ok()) return ca.status();
   p.cert = *std::move(cert);
   p.key = *std::move(key);
@@ -49,7 +50,7 @@ absl::Status CheckTlsFiles(const TlsFiles& tls, const std::string& prefix) {
           "mutual TLS needs ", prefix, "cert, ", prefix, "key and ", prefix, "ca; ", prefix,
           name, " is missing"));
     }
-    if (auto pem = ReadPem(value, prefix + name); !pem.ok()) return pem.status();
+    if (auto pem = ReadPemFile(value, prefix + name); !pem.ok()) return pem.status();
   }
   return absl::OkStatus();
 }

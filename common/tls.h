@@ -24,6 +24,10 @@ struct TlsFiles {
   bool enabled() const { return !cert.empty() || !key.empty() || !ca.empty(); }
 };
 
+// The contents of a PEM file; INVALID_ARGUMENT naming `flag` and the path if
+// it cannot be read or holds no PEM block.
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& flag);
+
 // INVALID_ARGUMENT unless all three files are given (or none), naming the
 // flag `prefix`-cert / -key / -ca that is missing or unreadable.
 absl::Status CheckTlsFiles(const TlsFiles& tls, const std::string& prefix);

@@ -18,8 +18,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -61,17 +59,6 @@ std::string BaseName(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", flag, " ", path));
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (out.str().find("-----BEGIN") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, " is not a PEM file"));
-  }
-  return out.str();
 }
 
 std::string DefaultRouterId() {
@@ -222,9 +209,9 @@ int RouterMain(int argc, char** argv, int first) {
   if (!tls_cert.empty()) {
     grpc::SslServerCredentialsOptions ssl;
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    auto cert = ReadFile(tls_cert, "--tls-cert");
+    auto cert = ReadPemFile(tls_cert, "--tls-cert");
     if (!cert.ok()) return Fail(cert.status(), 2);
-    auto key = ReadFile(tls_key, "--tls-key");
+    auto key = ReadPemFile(tls_key, "--tls-key");
     if (!key.ok()) return Fail(key.status(), 2);
     pair.cert_chain = *cert;
     pair.private_key = *key;

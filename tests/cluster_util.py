@@ -89,6 +89,14 @@ class Cluster:
             return worker_pb2_grpc.WorkerStub(ch).GetStatus(worker_pb2.GetStatusRequest(),
                                                             timeout=10)
 
+    def router_pid(self):
+        """The router's pid (a child of `moeserve local`)."""
+        for pid in self.child_pids():
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"\0router\0" in f.read():
+                    return pid
+        raise RuntimeError("router not found")
+
     def child_pids(self):
         """Processes started by this launcher (they carry its --model path)."""
         pids = []
