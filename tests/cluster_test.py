@@ -330,6 +330,48 @@ class ClusterTest(unittest.TestCase):
         finally:
             c.stop()
 
+    def test_sigterm_to_a_worker_drains_its_requests_first(self):
+        # SIGTERM to the worker serving a request: its health turns
+        # NOT_SERVING at once, the request still completes, then the worker
+        # stops the group and exits 0.
+        c = Cluster("models/austen-moe", WORKERS, "--drain-timeout", "20")
+        try:
+            call = c.stub.Generate(inference_pb2.GenerateRequest(
+                text="It is a truth", max_tokens=300, ignore_eos=True), timeout=60)
+            tokens = list(next(call).token_ids)
+            serving = [w for w in c.workers()
+                       if c.worker_status(int(w["rank"])).active_requests == 1]
+            self.assertEqual(len(serving), 1)
+            w = serving[0]
+            pid = next(p for p in c.child_pids()
+                       if f"--rank={w['rank']}".encode() in _cmdline(p) and
+                       b"\0worker\0" in _cmdline(p))
+            os.kill(pid, signal.SIGTERM)
+            with grpc.insecure_channel(w["listen"]) as ch:
+                wcheck = ch.unary_unary("/grpc.health.v1.Health/Check",
+                                        request_serializer=lambda b: b,
+                                        response_deserializer=lambda b: b)
+                deadline = time.time() + 5
+                status = wcheck(b"", timeout=5)
+                while status != b"\x08\x02" and time.time() < deadline:
+                    time.sleep(0.01)
+                    status = wcheck(b"", timeout=5)
+                self.assertEqual(status, b"\x08\x02")  # NOT_SERVING
+            finish = None
+            for chunk in call:
+                tokens.extend(chunk.token_ids)
+                if chunk.HasField("finish"):
+                    finish = chunk.finish
+            self.assertEqual(len(tokens), 300)
+            self.assertEqual(finish.reason, inference_pb2.FINISH_REASON_LENGTH)
+            deadline = time.time() + 20
+            while time.time() < deadline and "drained; stopping the group" not in c.log():
+                time.sleep(0.05)
+            self.assertIn(f"moeserve-worker rank {w['rank']}: drained; stopping the group",
+                          c.log())
+        finally:
+            c.stop()
+
     def test_prefix_cache_hits_on_a_shared_prompt_with_run_s_tokens(self):
         # W + 1 requests one after another share a 40-token prefix: some
         # worker serves two of them and finds the prefix's blocks cached. The
@@ -530,6 +572,13 @@ class ClusterTest(unittest.TestCase):
                 print(f"health was {first!r} right after ready; cluster log:\n{c.log()}")
             self.assertEqual(status, b"\x08\x01")
             self.assertEqual(check(b"\x0a\x15moeserve.v1.Inference", timeout=10), b"\x08\x01")
+            # Every worker answers grpc.health.v1 too: SERVING once formed.
+            for w in c.workers():
+                with grpc.insecure_channel(w["listen"]) as ch:
+                    wcheck = ch.unary_unary("/grpc.health.v1.Health/Check",
+                                            request_serializer=lambda b: b,
+                                            response_deserializer=lambda b: b)
+                    self.assertEqual(wcheck(b"", timeout=10), b"\x08\x01", w["rank"])
             # Server reflection lists the service: ServerReflectionRequest
             # {list_services: ""} is field 7, an empty string (3a 00).
             reflect = c.channel.stream_stream(

@@ -182,6 +182,7 @@ int LocalCommand(int argc, char** argv) {
                                      "--threads=" + std::to_string(threads),
                                      "--collective=" + f.collective,
                                      "--timeout=" + std::to_string(f.worker_timeout_s),
+                                     "--drain-timeout=" + std::to_string(f.drain_timeout_s),
                                      "--max-num-seqs=" + std::to_string(f.max_num_seqs),
                                      "--max-waiting=" + std::to_string(f.max_waiting),
                                      "--max-num-batched-tokens=" +

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <limits>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -83,6 +84,7 @@ absl::Status Engine::Submit(std::shared_ptr<RequestSink> sink, WorkItem item) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (exited_) return absl::UnavailableError("this worker's engine has stopped");
+    if (draining_) return absl::UnavailableError("this worker is shutting down");
     const int64_t limit = int64_t{options_.max_num_seqs} + options_.max_waiting;
     if (admitted_ >= limit) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -116,6 +118,22 @@ void Engine::Wake(uint64_t period, uint64_t sent_ns) {
     }
   }
   cv_.notify_one();
+}
+
+bool Engine::Drain(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    draining_ = true;
+  }
+  while (true) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (admitted_ == 0 || exited_) return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 void Engine::Stop() {

@@ -27,6 +27,7 @@
 #ifndef MOESERVE_WORKER_ENGINE_H_
 #define MOESERVE_WORKER_ENGINE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -167,6 +168,9 @@ class Engine {
   // Thread-safe. Every rank of the group leaves Run at the next step; open
   // requests end with UNAVAILABLE.
   void Stop();
+  // Thread-safe. From now on Submit answers UNAVAILABLE; admitted requests
+  // go on. Returns once none is left or `timeout` passed (then true / false).
+  bool Drain(std::chrono::milliseconds timeout);
 
   // Rings every peer (set before Run; not needed at world size 1).
   void set_ring(std::function<void(uint64_t period)> ring) { ring_ = std::move(ring); }
@@ -228,6 +232,7 @@ class Engine {
   std::vector<const RequestSink*> dropped_;
   bool stop_ = false;
   bool exited_ = false;  // Run returned (or is failing everything): refuse work
+  bool draining_ = false;  // Drain was called: refuse new work
   int64_t admitted_ = 0;  // submitted and not yet retired (inbox + requests_)
   uint64_t woken_period_ = 0;
   uint64_t woken_sent_ns_ = 0;

@@ -11,6 +11,9 @@
 // on stdout and run the engine loop until SIGINT/SIGTERM or the group fails.
 #include "worker/worker_main.h"
 
+#include <errno.h>
+#include <fcntl.h>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,10 +32,11 @@
 #include "collective/in_memory_kv_store.h"
 #include "common/cli_flags.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 #include "engine/transformer.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "kernels/cpu/linear.h"
 #include "model/weights.h"
-#include "common/tls.h"
 #include "worker/engine.h"
 #include "worker/expert_parallel.h"
 #include "worker/expert_shards.h"
@@ -63,6 +67,7 @@ struct WorkerFlags {
   int64_t kv_cache_bytes = int64_t{1} << 30;
   bool prefix_caching = true;
   int metrics_port = -1;
+  int drain_timeout_s = 30;
   TlsFiles tls;
 };
 
@@ -150,28 +155,41 @@ absl::Status Validate(const WorkerFlags& f) {
   return absl::OkStatus();
 }
 
-// SIGINT/SIGTERM arrive on this thread (blocked everywhere else).
+// SIGINT/SIGTERM wake a watcher thread through a pipe (the self-pipe trick):
+// a handler works whichever thread the kernel picks, including the threads
+// OpenBLAS starts while libraries load, which a signal mask set in main
+// cannot reach.
+int g_signal_pipe_write = -1;
+
+void OnStopSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  [[maybe_unused]] ssize_t n = write(g_signal_pipe_write, &c, 1);  // async-signal-safe
+}
+
 class SignalWatcher {
  public:
   SignalWatcher() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    if (pipe2(fds_, O_CLOEXEC) != 0) return;
+    g_signal_pipe_write = fds_[1];
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
   }
   // Calls on_signal() for the first signal (on the watcher thread).
   void Start(std::function<void()> on_signal) {
-    thread_ = std::thread([this, on_signal] {
-      int sig = 0;
-      sigwait(&set_, &sig);
+    const int fd = fds_[0];
+    std::thread([fd, on_signal] {
+      char c;
+      while (read(fd, &c, 1) < 0 && errno == EINTR) {
+      }
       on_signal();
-    });
-    thread_.detach();
+    }).detach();
   }
 
  private:
-  sigset_t set_;
-  std::thread thread_;
+  int fds_[2] = {-1, -1};
 };
 
 int Fail(const absl::Status& s, int rank) {
@@ -222,6 +240,9 @@ int WorkerMain(int argc, char** argv, int first) {
   flags.String("tls-key", &f.tls.key, "PEM", "The private key of --tls-cert.");
   flags.String("tls-ca", &f.tls.ca, "PEM",
                "CA certificates: only peers with a certificate they signed are accepted.");
+  flags.Int("drain-timeout", &f.drain_timeout_s, "SECONDS",
+            "On SIGTERM/SIGINT: health turns NOT_SERVING and new requests get UNAVAILABLE; "
+            "admitted ones may finish for up to this long before the group stops.");
   flags.Int("metrics-port", &f.metrics_port, "P",
             "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
             "port; default: off). The ready line gives the address.");
@@ -251,12 +272,19 @@ int WorkerMain(int argc, char** argv, int first) {
   if (!server_credentials.ok()) return Fail(server_credentials.status(), f.rank);
   auto channel_credentials = ChannelCredentialsFor(f.tls);
   if (!channel_credentials.ok()) return Fail(channel_credentials.status(), f.rank);
+  // Before any thread starts (SetNumThreads starts OpenMP's and OpenBLAS'
+  // pools), so that every thread inherits the mask and SIGTERM reaches the
+  // watcher instead of killing the process.
+  SignalWatcher signals;
   kernels::cpu::SetNumThreads(f.threads);
-
-  SignalWatcher signals;  // before any thread starts, so all inherit the mask
   std::atomic<Engine*> running{nullptr};
+  std::atomic<grpc::HealthCheckServiceInterface*> health{nullptr};
   signals.Start([&] {
     if (Engine* e = running.load()) {
+      if (auto* h = health.load()) h->SetServingStatus(false);
+      const bool drained = e->Drain(std::chrono::seconds(std::max(0, f.drain_timeout_s)));
+      std::fprintf(stderr, "moeserve-worker rank %d: %s; stopping the group\n", f.rank,
+                   drained ? "drained" : "drain timed out");
       e->Stop();
     } else {
       std::fprintf(stderr, "moeserve-worker rank %d: stopped while starting\n", f.rank);
@@ -272,7 +300,14 @@ int WorkerMain(int argc, char** argv, int first) {
   std::vector<grpc::Service*> services = {&service};
   const bool same_address = f.rank == 0 && f.coordinator == f.listen;
   if (same_address) services.push_back(&coordinator);
+  // grpc.health.v1: NOT_SERVING until the group has formed and every weight
+  // is loaded, and again from SIGTERM on.
+  grpc::EnableDefaultHealthCheckService(true);
   auto server = Serve(f.listen, services, &port, *server_credentials);
+  if (server.ok()) {
+    (*server)->GetHealthCheckService()->SetServingStatus(false);
+    health.store((*server)->GetHealthCheckService());
+  }
   if (!server.ok()) return Fail(server.status(), f.rank);
   const std::string listen = WithPort(f.listen, port);
   std::unique_ptr<grpc::Server> coordinator_server;
@@ -399,6 +434,7 @@ int WorkerMain(int argc, char** argv, int first) {
     metrics_address = WithPort(listen, metrics->port());
   }
   running.store(&engine);
+  (*server)->GetHealthCheckService()->SetServingStatus(true);
   std::printf(
       "moeserve-worker ready rank=%d world=%d listen=%s experts=%d-%d "
       "resident_expert_bytes=%llu resident_weight_bytes=%llu collective=%s epoch=%llu "
@@ -411,6 +447,7 @@ int WorkerMain(int argc, char** argv, int first) {
 
   const absl::Status result = engine.Run();
   running.store(nullptr);
+  health.store(nullptr);
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
   (*server)->Shutdown(deadline);
   if (coordinator_server) coordinator_server->Shutdown(deadline);
