@@ -36,6 +36,7 @@ struct Engine::Request {
   std::vector<int32_t> seq;  // prompt, then the generated tokens
   int fed = 0;               // positions of seq in the cache
   bool running = false;      // holds KV blocks and a seat among max_num_seqs
+  uint64_t preempted_at = 0;  // the schedule round that last preempted it (0: none)
   int published = 0;         // leading blocks published to the prefix cache
   uint64_t last_hash = 0;    // the hash of block published - 1 (0: none)
   std::vector<int32_t> generated;
@@ -227,6 +228,7 @@ void Engine::Retire() {
 }
 
 void Engine::Preempt(Request& r) {
+  r.preempted_at = schedule_round_;
   r.cache.Clear();
   r.fed = 0;
   r.running = false;
@@ -280,6 +282,7 @@ void Engine::PublishBlocks(Request& r) {
 // than the whole cache.
 std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) {
   std::vector<Chunk> picked;
+  ++schedule_round_;
   int budget = options_.max_step_tokens;
   const int chunk_limit = std::max(1, options_.prefill_chunk);
   auto want = [&](const Request& r) { return std::min({r.size() - r.fed, chunk_limit, budget}); };
@@ -316,6 +319,9 @@ std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) 
     if (budget == 0 || running >= std::max(1, options_.max_num_seqs)) break;
     Request& r = *rp;
     if (r.running) continue;
+    // Preempted this round to make room: it waits for a later one (and,
+    // first come first served, so does everyone after it).
+    if (r.preempted_at == schedule_round_) break;
     if (options_.prefix_caching) MatchPrefix(r);
     const int n = want(r);
     if (!r.cache.Reserve(r.fed + n)) {

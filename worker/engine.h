@@ -240,6 +240,7 @@ class Engine {
 
   // Engine thread only.
   std::shared_ptr<KvBlockPool> pool_;
+  uint64_t schedule_round_ = 0;
   std::vector<std::unique_ptr<Request>> requests_;  // by (priority, arrival)
   std::vector<std::pair<std::shared_ptr<RequestSink>, std::vector<RequestUpdate>>> outbox_;
   uint64_t idle_period_ = 0;
