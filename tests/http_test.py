@@ -197,14 +197,20 @@ class HttpDisconnectTest(unittest.TestCase):
                 chunk = sock.recv(4096)
                 self.assertTrue(chunk, "the server closed before the first event")
                 got += chunk
+            # The worker's block counts are updated at the end of a step,
+            # after the step's tokens went out: wait until it shows the request.
+            deadline = time.time() + 10
+            while time.time() < deadline and \
+                    sum(c.worker_status(r).kv_blocks_used for r in range(2)) == 0:
+                time.sleep(0.005)
             sock.close()
             # Once the request is gone from its worker, it must have stopped
-            # early (a request nobody cancelled runs all 1000 tokens). The
-            # bound is generous for a loaded machine; it has taken 5 s+ once.
+            # early (a request nobody cancelled runs all 1000 tokens).
             t0 = time.time()
             deadline = t0 + 30
             while time.time() < deadline:
-                if all(c.worker_status(r).active_requests == 0 for r in range(2)):
+                if all(c.worker_status(r).active_requests == 0 and
+                       c.worker_status(r).kv_blocks_used == 0 for r in range(2)):
                     break
                 time.sleep(0.02)
             print(f"request gone from its worker {time.time() - t0:.2f} s after the disconnect")

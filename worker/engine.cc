@@ -147,7 +147,10 @@ void Engine::Stop() {
 
 EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> l(mu_);
-  return stats_;
+  EngineStats s = stats_;
+  // Admitted and not yet retired, now (the rest is as of the last step).
+  s.active_requests = static_cast<int>(admitted_);
+  return s;
 }
 
 void Engine::Finish(Request& r, absl::Status status, FinishReason reason) {

@@ -118,7 +118,7 @@ struct EngineStats {
   uint64_t steps = 0;  // steps in which the group had work
   double step_seconds = 0;
   uint64_t generated_tokens = 0;
-  int active_requests = 0;  // admitted and not ended (as of the last step)
+  int active_requests = 0;  // admitted and not yet retired, at the time of the call
   int running_requests = 0;  // holding KV blocks (as of the last step)
   int kv_blocks_total = 0;
   int kv_block_size = 0;
