@@ -36,7 +36,7 @@ while (($#)); do
   esac
 done
 
-echo "== building (the first build takes about 10 minutes on 2 cores)" >&2
+echo "== building (the first build takes a few minutes on 2 cores)" >&2
 bazel build -c opt //tools:moeserve >&2
 bin=bazel-bin/tools/moeserve
 
