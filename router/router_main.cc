@@ -198,6 +198,15 @@ int RouterMain(int argc, char** argv, int first) {
                     absl::StrCat("unexpected argument '", flags.positional()[0], "'")),
                 2);
   }
+  // Signals are taken by sigwait below; every thread started from here on
+  // inherits the mask. Set before any gRPC object is made: gRPC starts
+  // threads early, and one without the mask would take SIGTERM's default
+  // action (the worker once died that way instead of draining).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"), 2);
   if (absl::Status s = CheckTlsFiles(worker_tls, "--worker-tls-"); !s.ok()) return Fail(s, 2);
   auto worker_credentials = ChannelCredentialsFor(worker_tls);
@@ -229,13 +238,6 @@ int RouterMain(int argc, char** argv, int first) {
   // own mutexes nest under ours in StartWrite): a cost per token we skip.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
-  // Signals are taken by sigwait below; every thread started from here on
-  // inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto config = LoadModelConfig(model);
   if (!config.ok()) return Fail(config.status());

@@ -156,9 +156,10 @@ absl::Status Validate(const WorkerFlags& f) {
 }
 
 // SIGINT/SIGTERM wake a watcher thread through a pipe (the self-pipe trick):
-// a handler works whichever thread the kernel picks, including the threads
-// OpenBLAS starts while libraries load, which a signal mask set in main
-// cannot reach.
+// a handler works whichever thread the kernel picks. A signal mask covers
+// only threads started after it is set, and libraries start threads early
+// (gRPC as soon as credentials are made); one of those once took SIGTERM's
+// default action and killed the worker instead of draining it.
 int g_signal_pipe_write = -1;
 
 void OnStopSignal(int sig) {
@@ -272,10 +273,7 @@ int WorkerMain(int argc, char** argv, int first) {
   if (!server_credentials.ok()) return Fail(server_credentials.status(), f.rank);
   auto channel_credentials = ChannelCredentialsFor(f.tls);
   if (!channel_credentials.ok()) return Fail(channel_credentials.status(), f.rank);
-  // Before any thread starts (SetNumThreads starts OpenMP's and OpenBLAS'
-  // pools), so that every thread inherits the mask and SIGTERM reaches the
-  // watcher instead of killing the process.
-  SignalWatcher signals;
+  SignalWatcher signals;  // the handler, before any thread that could run it
   kernels::cpu::SetNumThreads(f.threads);
   std::atomic<Engine*> running{nullptr};
   std::atomic<grpc::HealthCheckServiceInterface*> health{nullptr};
