@@ -230,13 +230,17 @@ void Engine::Retire() {
   admitted_ -= static_cast<int64_t>(removed);
 }
 
-void Engine::Preempt(Request& r) {
-  r.preempted_at = schedule_round_;
+void Engine::DropKv(Request& r) {
   r.cache.Clear();
   r.fed = 0;
-  r.running = false;
   r.published = 0;
   r.last_hash = 0;
+}
+
+void Engine::Preempt(Request& r) {
+  r.preempted_at = schedule_round_;
+  DropKv(r);
+  r.running = false;
   std::lock_guard<std::mutex> l(mu_);
   ++stats_.preemptions;
 }
@@ -289,9 +293,6 @@ std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) 
   int budget = options_.max_step_tokens;
   const int chunk_limit = std::max(1, options_.prefill_chunk);
   auto want = [&](const Request& r) { return std::min({r.size() - r.fed, chunk_limit, budget}); };
-  int running = 0;
-  for (const auto& r : requests_) running += r->running ? 1 : 0;
-
   for (size_t i = 0; i < requests_.size() && budget > 0; ++i) {
     Request& r = *requests_[i];
     if (!r.running) continue;
@@ -308,14 +309,11 @@ std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) 
       }
       Preempt(*requests_[victim]);
     }
-    if (self_preempted) {
-      --running;
-      break;  // everything after r is preempted too
-    }
+    if (self_preempted) break;  // everything after r is preempted too
     picked.push_back({&r, r.fed, n});
     budget -= n;
   }
-  running = 0;
+  int running = 0;
   for (const auto& r : requests_) running += r->running ? 1 : 0;
 
   for (const auto& rp : requests_) {
@@ -328,9 +326,7 @@ std::vector<Engine::Chunk> Engine::Schedule(std::vector<SequenceChunk>* chunks) 
     if (options_.prefix_caching) MatchPrefix(r);
     const int n = want(r);
     if (!r.cache.Reserve(r.fed + n)) {
-      r.cache.Clear();  // wait, holding nothing, until blocks free up
-      r.fed = r.published = 0;
-      r.last_hash = 0;
+      DropKv(r);  // wait, holding nothing, until blocks free up
       break;
     }
     {

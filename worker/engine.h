@@ -204,6 +204,8 @@ class Engine {
   void FailAll(const absl::Status& status);
   void DeliverAll();
   void ReportLoad();
+  // Releases r's blocks and forgets what they held (r computes from scratch).
+  static void DropKv(Request& r);
   // Takes back r's blocks; r recomputes its tokens when it runs again.
   void Preempt(Request& r);
   // Shares the cached blocks of r's longest cached prefix (leaving at least
