@@ -4,7 +4,7 @@ train_bpe recounts every pair of every word after each merge, which takes minute
 corpus. This keeps pair counts and, for each pair, the words holding it, and after a merge
 recounts only those words. Same rule: the most frequent pair first, ties broken by the pair's
 strings (smallest first); stop when the best pair occurs fewer than twice.
-`check_equal()` compares the two on a sample text (run by tests/demo_model_test.sh).
+`check_equal()` compares the two on a sample text (run by tests/demo_model_test.py).
 """
 import collections
 import os

@@ -14,7 +14,7 @@ Data: each novel's lines are joined into paragraphs (one per blank-line-separate
 breaks turned into spaces), paragraphs are separated by "\n\n" and novels by <|endoftext|>. The
 last 5% of each novel's paragraphs are held out for validation; eval.json records the validation
 loss and the perplexity of one held-out paragraph, computed from the saved bf16 weights, which
-tests/demo_model_test.sh checks moeserve reproduces.
+tests/demo_model_test.py checks moeserve reproduces.
 """
 import argparse
 import hashlib

@@ -1,5 +1,0 @@
-#!/bin/bash
-# Bazel wrapper: runs tests/demo_model_test.py with Debian's Python against the
-# built moeserve binary.
-export MOESERVE_BIN="$1"
-exec /usr/bin/python3 tests/demo_model_test.py
