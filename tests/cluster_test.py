@@ -353,9 +353,7 @@ class ClusterTest(unittest.TestCase):
                        b"\0worker\0" in _cmdline(p))
             os.kill(pid, signal.SIGTERM)
             with grpc.insecure_channel(w["listen"]) as ch:
-                wcheck = ch.unary_unary("/grpc.health.v1.Health/Check",
-                                        request_serializer=lambda b: b,
-                                        response_deserializer=lambda b: b)
+                wcheck = _health_check(ch)
                 deadline = time.time() + 5
                 status = wcheck(b"", timeout=5)
                 while status != b"\x08\x02" and time.time() < deadline:
@@ -557,13 +555,8 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(tokens, want)
 
     def test_health_is_serving_and_reflection_lists_the_service(self):
-        # grpc.health.v1.Health/Check by hand (Debian has no grpc_health
-        # module): an empty HealthCheckRequest; the answer 08 01 is
-        # {status: SERVING}.
         with Cluster(f"{FIXTURES}/qwen3_moe_f32", WORKERS) as c:
-            check = c.channel.unary_unary("/grpc.health.v1.Health/Check",
-                                          request_serializer=lambda b: b,
-                                          response_deserializer=lambda b: b)
+            check = _health_check(c.channel)
             # SERVING follows the workers' connections; right after the ready
             # line it has been seen NOT_SERVING twice in hundreds of runs on a
             # loaded machine. Wait (bounded) and show the log when it happens.
@@ -580,10 +573,7 @@ class ClusterTest(unittest.TestCase):
             # Every worker answers grpc.health.v1 too: SERVING once formed.
             for w in c.workers():
                 with grpc.insecure_channel(w["listen"]) as ch:
-                    wcheck = ch.unary_unary("/grpc.health.v1.Health/Check",
-                                            request_serializer=lambda b: b,
-                                            response_deserializer=lambda b: b)
-                    self.assertEqual(wcheck(b"", timeout=10), b"\x08\x01", w["rank"])
+                    self.assertEqual(_health_check(ch)(b"", timeout=10), b"\x08\x01", w["rank"])
             # Server reflection lists the service: ServerReflectionRequest
             # {list_services: ""} is field 7, an empty string (3a 00).
             reflect = c.channel.stream_stream(
@@ -635,6 +625,15 @@ class ClusterTest(unittest.TestCase):
                 alive = [p for p in pids if _alive(p)]
                 time.sleep(0.05)
             self.assertEqual(alive, [], f"children left after {sig!r}")
+
+
+def _health_check(channel):
+    """grpc.health.v1.Health/Check by hand (Debian has no grpc_health module):
+    call it with an empty HealthCheckRequest (b"") or one naming a service;
+    the answer 08 01 is {status: SERVING}, 08 02 NOT_SERVING."""
+    return channel.unary_unary("/grpc.health.v1.Health/Check",
+                               request_serializer=lambda b: b,
+                               response_deserializer=lambda b: b)
 
 
 def _cmdline(pid):
