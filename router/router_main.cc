@@ -14,7 +14,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -71,9 +70,6 @@ std::string DefaultRouterId() {
 class Readiness {
  public:
   void OnPoolChange(const WorkerPool::State& s) {
-    workers_ = s.workers;
-    connected_ = s.connected;
-    world_size_ = s.world_size;
     absl::MutexLock lock(&mu_);
     state_ = s;
     ApplyLocked();
@@ -97,17 +93,14 @@ class Readiness {
     absl::MutexLock lock(&mu_);
     return !stopping_ && state_.serving();
   }
-  // The pool's latest state, read without the lock (by the metrics server's
-  // threads, at every scrape).
-  WorkerPool::State Snapshot() const {
-    WorkerPool::State s;
-    s.workers = workers_.load();
-    s.connected = stopping_flag_.load() ? 0 : connected_.load();
-    s.world_size = world_size_.load();
+  // The pool's latest state (for the metrics).
+  WorkerPool::State Snapshot() {
+    absl::MutexLock lock(&mu_);
+    WorkerPool::State s = state_;
+    if (stopping_) s.connected = 0;  // as health reports it while draining
     return s;
   }
   void ShuttingDown() {
-    stopping_flag_ = true;
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     if (health_ != nullptr) health_->SetServingStatus(false);
@@ -135,8 +128,6 @@ class Readiness {
   std::string address_ ABSL_GUARDED_BY(mu_);
   std::string http_address_ ABSL_GUARDED_BY(mu_);
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);
-  std::atomic<int> workers_{0}, connected_{0}, world_size_{0};
-  std::atomic<bool> stopping_flag_{false};
   bool printed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
