@@ -15,6 +15,11 @@
 //   MoeDown          y[row, H] = h[row] · Wd^T                    one launch
 //   MoeCombine       out[t, H] = Σ over t's experts, ascending id, w · y[row]
 //
+// With the experts spread over ranks (the GPU worker's expert parallelism),
+// two helpers of the exchange: MoeRowExpert names each permuted row's expert
+// in its owner's numbering, and MoeCountTokens adds the rows per expert to
+// running counters (the tokens-per-expert metric).
+//
 // The expert GEMMs run on the tensor cores (mma.sync m16n8k16 bf16, fp32
 // accumulate) with the weights as the 16-row "A" operand and up to 32 or 64
 // tokens as "B", so one pass over an expert's weights serves every token
@@ -90,6 +95,18 @@ cudaError_t MoeTopK(const float* logits, int64_t n, int experts, int k, bool ren
 cudaError_t MoePermute(const int32_t* ids, int64_t n, int k, int experts, int32_t* offsets,
                        int32_t* active, int32_t* active_count, int32_t* row_token,
                        int32_t* pair_row, cudaStream_t stream);
+
+// After MoePermute: out[row] = e - base[e] for the expert e whose rows hold
+// `row` (offsets[e] <= row < offsets[e + 1]), for row in [0, rows). base[e]
+// is the first expert id of e's owner rank, so out is e's index among its
+// owner's experts. offsets: [experts + 1] from MoePermute; rows <=
+// offsets[experts]. CPU reference: a scan of the offsets (moe_test.cc).
+cudaError_t MoeRowExpert(const int32_t* offsets, int experts, const int32_t* base, int64_t rows,
+                         int32_t* out, cudaStream_t stream);
+
+// counters[e] += offsets[e + 1] - offsets[e] for e in [0, experts).
+cudaError_t MoeCountTokens(const int32_t* offsets, int experts, unsigned long long* counters,
+                           cudaStream_t stream);
 
 // The experts' first projection and activation for every row:
 // h[row, I] = bf16(silu(x[t] · Wg[e]^T) * (x[t] · Wu[e]^T)), t = row_token[row].

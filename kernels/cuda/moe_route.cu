@@ -139,7 +139,51 @@ __global__ void __launch_bounds__(kPermuteThreads)
   }
 }
 
+// One thread per row: a binary search for the last e with offsets[e] <= row.
+__global__ void RowExpertKernel(const int32_t* __restrict__ offsets, int experts,
+                                const int32_t* __restrict__ base, int rows,
+                                int32_t* __restrict__ out) {
+  const int row = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= rows) return;
+  int lo = 0, hi = experts - 1;  // offsets[lo] <= row < offsets[hi + 1]
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (offsets[mid] <= row) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  out[row] = lo - base[lo];
+}
+
+__global__ void CountTokensKernel(const int32_t* __restrict__ offsets, int experts,
+                                  unsigned long long* __restrict__ counters) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e < experts) counters[e] += static_cast<unsigned long long>(offsets[e + 1] - offsets[e]);
+}
+
 }  // namespace
+
+cudaError_t MoeRowExpert(const int32_t* offsets, int experts, const int32_t* base, int64_t rows,
+                         int32_t* out, cudaStream_t stream) {
+  if (experts <= 0 || experts > kMaxExperts || rows < 0 || rows > (int64_t{1} << 24)) {
+    return cudaErrorInvalidValue;
+  }
+  if (rows == 0) return cudaSuccess;
+  const int threads = 256;
+  const int blocks = static_cast<int>((rows + threads - 1) / threads);
+  RowExpertKernel<<<blocks, threads, 0, stream>>>(offsets, experts, base, static_cast<int>(rows),
+                                                  out);
+  return cudaGetLastError();
+}
+
+cudaError_t MoeCountTokens(const int32_t* offsets, int experts, unsigned long long* counters,
+                           cudaStream_t stream) {
+  if (experts <= 0 || experts > kMaxExperts) return cudaErrorInvalidValue;
+  CountTokensKernel<<<(experts + 255) / 256, 256, 0, stream>>>(offsets, experts, counters);
+  return cudaGetLastError();
+}
 
 cudaError_t MoeTopK(const float* logits, int64_t n, int experts, int k, bool renormalize,
                     int32_t* ids, float* weights, cudaStream_t stream) {

@@ -327,6 +327,63 @@ INSTANTIATE_TEST_SUITE_P(
                       Shape{1000, 4, 32, 16, 50, true},   // E near the 1024 limit
                       Shape{16, 8, 2048, 768, 9, true}));  // Qwen3-30B-A3B's H, I and k
 
+// MoeRowExpert and MoeCountTokens on MoePermute's offsets, against a scan of
+// the same offsets on the host. Experts split over 3 "ranks" unevenly, some
+// experts empty (only ids 0..E/2 and E-1 are drawn).
+TEST(CudaMoeExchange, RowExpertAndCountTokensFollowTheOffsets) {
+  auto devices = DeviceCount();
+  ASSERT_TRUE(devices.ok()) << devices.status();
+  if (*devices == 0) GTEST_SKIP() << "no GPU on this machine; the CUDA kernels were built, not run";
+  std::mt19937 rng(99);
+  for (int E : {1, 7, 128, 1000}) {
+    for (int64_t n : {0, 1, 33, 500}) {
+      SCOPED_TRACE(::testing::Message() << "E " << E << " n " << n);
+      const int k = std::min(E, 4);
+      std::vector<int32_t> ids(std::max<int64_t>(n * k, 1));
+      for (int64_t t = 0; t < n; ++t) {
+        // k distinct experts per token, as top-k gives.
+        std::vector<int32_t> pool;
+        for (int e = 0; e <= E / 2; ++e) pool.push_back(e);
+        if (E - 1 > E / 2) pool.push_back(E - 1);
+        std::shuffle(pool.begin(), pool.end(), rng);
+        for (int j = 0; j < k; ++j) ids[t * k + j] = pool[j % pool.size()];
+        if (static_cast<int>(pool.size()) < k) {
+          for (int j = 0; j < k; ++j) ids[t * k + j] = j;
+        }
+      }
+      std::vector<int32_t> base(E);
+      const int b1 = E / 3, b2 = (2 * E) / 3 + 1;
+      for (int e = 0; e < E; ++e) base[e] = e < b1 ? 0 : e < b2 ? b1 : b2;
+      DeviceBuffer<int32_t> d_ids(ids), d_base(base), d_offsets(E + 1), d_active(E),
+          d_count(1), d_row_token(ids.size()), d_pair_row(ids.size()), d_out(ids.size());
+      DeviceBuffer<unsigned long long> d_counters(E);
+      ASSERT_EQ(cudaMemset(d_counters.get(), 0, E * sizeof(unsigned long long)), cudaSuccess);
+      ASSERT_EQ(MoePermute(d_ids.get(), n, k, E, d_offsets.get(), d_active.get(), d_count.get(),
+                           d_row_token.get(), d_pair_row.get(), nullptr),
+                cudaSuccess);
+      ASSERT_EQ(MoeRowExpert(d_offsets.get(), E, d_base.get(), n * k, d_out.get(), nullptr),
+                cudaSuccess);
+      for (int twice = 0; twice < 2; ++twice) {
+        ASSERT_EQ(MoeCountTokens(d_offsets.get(), E, d_counters.get(), nullptr), cudaSuccess);
+      }
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<int32_t> offsets = d_offsets.Read(), out = d_out.Read();
+      const std::vector<unsigned long long> counters = d_counters.Read();
+      std::vector<int64_t> per_expert(E, 0);
+      for (int64_t p = 0; p < n * k; ++p) ++per_expert[ids[p]];
+      for (int e = 0; e < E; ++e) {
+        ASSERT_EQ(offsets[e + 1] - offsets[e], per_expert[e]) << "expert " << e;
+        ASSERT_EQ(counters[e], 2 * static_cast<unsigned long long>(per_expert[e])) << "expert " << e;
+        for (int32_t row = offsets[e]; row < offsets[e + 1]; ++row) {
+          ASSERT_EQ(out[row], e - base[e]) << "row " << row << " of expert " << e;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(MoeRowExpert(nullptr, 0, nullptr, 1, nullptr, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(MoeCountTokens(nullptr, 2000, nullptr, nullptr), cudaErrorInvalidValue);
+}
+
 TEST(CudaMoeShapes, RejectsShapesTheKernelsCannotTake) {
   auto devices = DeviceCount();
   ASSERT_TRUE(devices.ok()) << devices.status();

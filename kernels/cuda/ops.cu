@@ -1,4 +1,5 @@
-// EmbeddingGather, RmsNormToBf16, AddInPlace and Rope (contracts in ops.h).
+// EmbeddingGather, GatherRows, RmsNormToBf16, AddInPlace and Rope (contracts
+// in ops.h).
 //
 // Each kernel has a vectorized path (16-byte loads and stores) for the shapes
 // and alignments that allow it, and a plain scalar path for the rest; the
@@ -57,6 +58,19 @@ __global__ void __launch_bounds__(kGatherThreads)
       dst[i] = valid ? Bf16ToFloat(src[i]) : 0.0f;
     }
   }
+}
+
+// ---- GatherRows -------------------------------------------------------------
+
+// One block per row, moving T-sized words (uint4, uint32_t or uint8_t).
+template <typename T>
+__global__ void __launch_bounds__(kGatherThreads)
+    GatherRowsKernel(const T* __restrict__ src, int64_t row_words,
+                     const int32_t* __restrict__ index, T* __restrict__ dst) {
+  const int64_t row = blockIdx.x;
+  const T* from = src + int64_t{index[row]} * row_words;
+  T* to = dst + row * row_words;
+  for (int64_t i = threadIdx.x; i < row_words; i += kGatherThreads) to[i] = from[i];
 }
 
 // ---- RmsNormToBf16 ----------------------------------------------------------
@@ -233,6 +247,24 @@ cudaError_t RmsNormToBf16(const float* x, int64_t rows, int dim, const float* we
   } else {
     RmsNormToBf16Kernel<false><<<blocks, kNormThreads, 0, stream>>>(x, dim, weight, eps,
                                                                     out_f32_or_null, out_bf16);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t GatherRows(const void* src, int64_t row_bytes, const int32_t* index, int64_t n,
+                       void* dst, cudaStream_t stream) {
+  if (row_bytes < 1 || n < 0 || n > INT32_MAX) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const unsigned blocks = static_cast<unsigned>(n);
+  if (row_bytes % 16 == 0 && Aligned(src, 16) && Aligned(dst, 16)) {
+    GatherRowsKernel<<<blocks, kGatherThreads, 0, stream>>>(
+        static_cast<const uint4*>(src), row_bytes / 16, index, static_cast<uint4*>(dst));
+  } else if (row_bytes % 4 == 0 && Aligned(src, 4) && Aligned(dst, 4)) {
+    GatherRowsKernel<<<blocks, kGatherThreads, 0, stream>>>(
+        static_cast<const uint32_t*>(src), row_bytes / 4, index, static_cast<uint32_t*>(dst));
+  } else {
+    GatherRowsKernel<<<blocks, kGatherThreads, 0, stream>>>(
+        static_cast<const uint8_t*>(src), row_bytes, index, static_cast<uint8_t*>(dst));
   }
   return cudaGetLastError();
 }

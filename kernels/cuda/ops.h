@@ -8,6 +8,7 @@
 //
 //   kernel            CPU reference                          ops_test.cc checks
 //   EmbeddingGather   kernels/cpu/linear.h GatherRows (bf16)  exact
+//   GatherRows        memcpy of each row                     exact
 //   RmsNormToBf16     kernels/cpu/norm.h RmsNorm + FloatToBF16 1e-5 rel; bf16 1 ulp
 //   AddInPlace        x[i] += y[i]                           exact
 //   Rope              kernels/cpu/rope.h RopeTable::Apply    ~1 float ulp
@@ -64,6 +65,16 @@ cudaError_t EmbeddingGather(const uint16_t* table_bf16, int64_t vocab, int dim,
 // Shapes: dim >= 1, 0 <= rows <= INT32_MAX.
 cudaError_t RmsNormToBf16(const float* x, int64_t rows, int dim, const float* weight, float eps,
                           float* out_f32_or_null, uint16_t* out_bf16, cudaStream_t stream);
+
+// Row gather: dst row i = src row index[i] for i in [0, n), rows of
+// row_bytes bytes (any element type: the expert exchange's bf16 send rows and
+// float result rows). Exact: a copy. index values must lie in the source's
+// rows (not checked: the launcher cannot read them without synchronizing).
+// 16-byte copies when row_bytes % 16 == 0 and both pointers are 16-byte
+// aligned, else 4-byte when that divides, else bytes. One block per row.
+// Shapes: row_bytes >= 1, 0 <= n <= INT32_MAX.
+cudaError_t GatherRows(const void* src, int64_t row_bytes, const int32_t* index, int64_t n,
+                       void* dst, cudaStream_t stream);
 
 // The residual add: x[i] += y[i] for i in [0, n), in float; exact. y may be
 // x. 16-byte accesses when x and y are 16-byte aligned. Shapes: n >= 0.
