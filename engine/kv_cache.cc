@@ -7,24 +7,27 @@
 
 namespace moeserve {
 
-KvBlockPool::KvBlockPool(int num_layers, int64_t kv_dim, int block_size, int num_blocks)
+KvBlockPool::KvBlockPool(int num_layers, int64_t kv_dim, int block_size, int num_blocks,
+                         bool host_storage)
     : num_layers_(num_layers),
       kv_dim_(kv_dim),
       block_size_(block_size),
       num_blocks_(num_blocks),
-      k_(new float[static_cast<size_t>(num_layers) * num_blocks * block_size * kv_dim]),
-      v_(new float[static_cast<size_t>(num_layers) * num_blocks * block_size * kv_dim]),
       refs_(num_blocks, 0),
       meta_(num_blocks) {
+  if (host_storage) {
+    const size_t n = static_cast<size_t>(num_layers) * num_blocks * block_size * kv_dim;
+    k_.reset(new float[n]);
+    v_.reset(new float[n]);
+  }
   free_.reserve(num_blocks);
   // A stack: block 0 is taken first.
   for (int32_t b = num_blocks - 1; b >= 0; --b) free_.push_back(b);
 }
 
 int64_t KvBlockPool::BlocksForBytes(int num_layers, int64_t kv_dim, int block_size,
-                                    int64_t bytes) {
-  const int64_t per_block = 2 * int64_t{num_layers} * block_size * kv_dim *
-                            static_cast<int64_t>(sizeof(float));
+                                    int64_t bytes, int value_bytes) {
+  const int64_t per_block = 2 * int64_t{num_layers} * block_size * kv_dim * value_bytes;
   return per_block > 0 ? bytes / per_block : 0;
 }
 
@@ -41,7 +44,7 @@ int32_t KvBlockPool::Allocate() {
     return -1;
   }
   refs_[b] = 1;
-  if (poison_) {
+  if (poison_ && k_) {
     const size_t n = static_cast<size_t>(block_size_) * kv_dim_;
     for (int layer = 0; layer < num_layers_; ++layer) {
       std::fill_n(k_row(layer, b, 0), n, std::numeric_limits<float>::quiet_NaN());

@@ -40,13 +40,17 @@ namespace moeserve {
 
 class KvBlockPool {
  public:
-  KvBlockPool(int num_layers, int64_t kv_dim, int block_size, int num_blocks);
+  // host_storage false: block ids and bookkeeping only, for a ForwardPass
+  // that keeps the values on a device (k_row and friends must not be used).
+  KvBlockPool(int num_layers, int64_t kv_dim, int block_size, int num_blocks,
+              bool host_storage = true);
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
 
   // How many blocks of `block_size` positions fit in `bytes` (K and V, all
-  // layers, float).
-  static int64_t BlocksForBytes(int num_layers, int64_t kv_dim, int block_size, int64_t bytes);
+  // layers, values of value_bytes: 4 for the CPU's float, 2 for bf16).
+  static int64_t BlocksForBytes(int num_layers, int64_t kv_dim, int block_size, int64_t bytes,
+                                int value_bytes = sizeof(float));
 
   int num_layers() const { return num_layers_; }
   int64_t kv_dim() const { return kv_dim_; }
@@ -55,7 +59,11 @@ class KvBlockPool {
   // Blocks no sequence holds (cached ones included: they can be evicted).
   int num_free() const { return static_cast<int>(free_.size() + evictable_.size()); }
   int num_used() const { return num_blocks_ - num_free(); }
-  size_t bytes() const { return 2 * layer_floats() * num_layers_ * sizeof(float); }
+  bool host_storage() const { return k_ != nullptr; }
+  // Host bytes of K and V storage (0 without host storage).
+  size_t bytes() const {
+    return k_ ? 2 * layer_floats() * num_layers_ * sizeof(float) : 0;
+  }
 
   // A block for one holder (reference count 1): a never-published free block
   // first, else the least recently released cached one (forgetting its

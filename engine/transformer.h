@@ -1,4 +1,5 @@
-// Transformer: the forward pass of a Mixture-of-Experts decoder on the CPU.
+// Transformer: the forward pass of a Mixture-of-Experts decoder on the CPU
+// (a ForwardPass, engine/forward_pass.h).
 //
 //   Transformer model(weights);
 //   KvCache cache = model.NewCache(capacity);
@@ -33,34 +34,29 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "engine/expert_runner.h"
+#include "engine/forward_pass.h"
 #include "engine/kv_cache.h"
 #include "kernels/cpu/rope.h"
 #include "model/weights.h"
 
 namespace moeserve {
 
-struct SequenceChunk {
-  absl::Span<const int32_t> tokens;
-  int start = 0;             // position of tokens[0]
-  KvCache* cache = nullptr;  // must hold positions [0, start + tokens.size())
-  bool all_logits = false;   // logits for every token, not only the last
-};
-
-class Transformer {
+class Transformer : public ForwardPass {
  public:
   // `weights` (and `experts`, when given) must outlive the Transformer.
   // Without `experts`, a LocalExpertRunner runs them (all must be loaded).
   explicit Transformer(const ModelWeights& weights, ExpertRunner* experts = nullptr);
   ~Transformer();
 
-  const ModelConfig& config() const { return w_.config; }
+  const ModelConfig& config() const override { return w_.config; }
   KvCache NewCache(int capacity) const;
 
   // Appends to `logits` one row of vocab_size floats per requested position,
   // in batch order. INVALID_ARGUMENT for token ids outside the vocabulary or
   // chunks that do not fit their cache; the ExpertRunner's errors (e.g.
   // UNAVAILABLE when the group's collective fails).
-  absl::Status Forward(absl::Span<const SequenceChunk> batch, std::vector<float>* logits);
+  absl::Status Forward(absl::Span<const SequenceChunk> batch,
+                       std::vector<float>* logits) override;
 
  private:
   struct Scratch;

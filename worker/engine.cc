@@ -49,7 +49,7 @@ struct Engine::Request {
   int size() const { return static_cast<int>(seq.size()); }
 };
 
-Engine::Engine(Transformer& model, Collective& collective, const EngineOptions& options)
+Engine::Engine(ForwardPass& model, Collective& collective, const EngineOptions& options)
     : model_(model), collective_(collective), options_(options) {
   const ModelConfig& c = model.config();
   const int64_t kv_dim = int64_t{c.num_kv_heads} * c.head_dim;
@@ -60,7 +60,7 @@ Engine::Engine(Transformer& model, Collective& collective, const EngineOptions& 
                                                      options_.kv_cache_bytes);
   blocks = std::min<int64_t>(blocks, std::numeric_limits<int32_t>::max());
   pool_ = std::make_shared<KvBlockPool>(c.num_layers, kv_dim, options_.block_size,
-                                        static_cast<int>(blocks));
+                                        static_cast<int>(blocks), model.kv_on_host());
   pool_->set_poison_on_allocate(options_.poison_kv);
   stats_.kv_blocks_total = pool_->num_blocks();
   stats_.kv_block_size = options_.block_size;

@@ -42,7 +42,7 @@
 #include "common/histogram.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
-#include "engine/transformer.h"
+#include "engine/forward_pass.h"
 
 namespace moeserve {
 
@@ -147,9 +147,11 @@ struct EngineStats {
 
 class Engine {
  public:
-  // `model` and `collective` must outlive the engine; the model's
-  // ExpertRunner must use the same collective.
-  Engine(Transformer& model, Collective& collective, const EngineOptions& options);
+  // `model` and `collective` must outlive the engine; the model's expert
+  // exchange must use the same collective. When the model keeps its KV
+  // values on a device (kv_on_host() false), the pool here holds only block
+  // ids, and kv_cache_blocks must give the device pool's size.
+  Engine(ForwardPass& model, Collective& collective, const EngineOptions& options);
   ~Engine();
 
   // Thread-safe. INVALID_ARGUMENT (nothing queued) for an empty prompt, ids
@@ -214,7 +216,7 @@ class Engine {
   // Publishes r's newly filled blocks to the prefix cache.
   void PublishBlocks(Request& r);
 
-  Transformer& model_;
+  ForwardPass& model_;
   Collective& collective_;
   EngineOptions options_;
   std::function<void(uint64_t)> ring_;

@@ -23,12 +23,13 @@
 
 #include "collective/collective.h"
 #include "engine/expert_runner.h"
+#include "engine/expert_traffic.h"
 #include "model/weights.h"
 #include "worker/expert_shards.h"
 
 namespace moeserve {
 
-class ExpertParallelRunner : public ExpertRunner {
+class ExpertParallelRunner : public ExpertRunner, public ExpertTraffic {
  public:
   // `weights` must hold this rank's experts, shards.begin(rank) to
   // shards.end(rank); all three must outlive the runner.
@@ -38,13 +39,12 @@ class ExpertParallelRunner : public ExpertRunner {
   absl::Status Run(int layer, const float* h, int64_t t, const int32_t* ids,
                    const float* weights, float* out) override;
 
-  // Wall time spent inside the all-to-all calls so far (any thread).
-  double all_to_all_seconds() const { return a2a_nanos_.load(std::memory_order_relaxed) * 1e-9; }
-  // Bytes this rank sent in the all-to-alls so far (any thread).
-  uint64_t all_to_all_bytes() const { return a2a_bytes_.load(std::memory_order_relaxed); }
-  // Token rows this rank's copy of `expert` has processed (any thread; 0 for
-  // experts of other ranks).
-  uint64_t expert_tokens(int expert) const {
+  // ExpertTraffic.
+  double all_to_all_seconds() const override {
+    return a2a_nanos_.load(std::memory_order_relaxed) * 1e-9;
+  }
+  uint64_t all_to_all_bytes() const override { return a2a_bytes_.load(std::memory_order_relaxed); }
+  uint64_t expert_tokens(int expert) const override {
     return expert_tokens_[expert].load(std::memory_order_relaxed);
   }
 

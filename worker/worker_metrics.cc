@@ -5,7 +5,7 @@
 namespace moeserve {
 
 void FillWorkerMetrics(const WorkerIdentity& id, const Engine& engine,
-                       const ExpertParallelRunner& experts, MetricSet& m) {
+                       const ExpertTraffic& experts, MetricSet& m) {
   const EngineStats s = engine.stats();
   const MetricLabels rank = {{"rank", std::to_string(id.rank)}};
   m.Gauge("moeserve_worker_up", "1 while this worker serves in a formed group.", 1, rank);

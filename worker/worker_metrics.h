@@ -9,7 +9,7 @@
 
 #include "metrics/metrics_server.h"
 #include "worker/engine.h"
-#include "worker/expert_parallel.h"
+#include "engine/expert_traffic.h"
 
 namespace moeserve {
 
@@ -21,7 +21,7 @@ struct WorkerIdentity {
 };
 
 void FillWorkerMetrics(const WorkerIdentity& id, const Engine& engine,
-                       const ExpertParallelRunner& experts, MetricSet& m);
+                       const ExpertTraffic& experts, MetricSet& m);
 
 }  // namespace moeserve
 
