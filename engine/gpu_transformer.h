@@ -1,20 +1,45 @@
-// The forward pass of engine/transformer.h on one GPU, from the CUDA kernels
-// of kernels/cuda, for one sequence at a time (prefill, then decode steps).
-// The reference it is tested against is the CPU Transformer on the same
-// checkpoint (engine/gpu_transformer_test.cc).
+// GpuTransformer: the forward pass of engine/transformer.h on one GPU, from
+// the CUDA kernels of kernels/cuda, as a ForwardPass (engine/forward_pass.h)
+// the serving engine drives: batches of prefill chunks and decode tokens of
+// many sequences, with the KV cache paged on the device.
+//
+//   GpuOptions o;
+//   o.device = 0;  o.kv_blocks = n;  o.kv_block_size = 16;
+//   MOE_ASSIGN_OR_RETURN(auto gpu, GpuTransformer::Create(weights, o));
+//   Engine engine(*gpu, collective, options);   // options.kv_cache_blocks = n
 //
 // Weights are uploaded once at Create: every matrix as bf16 in the fragment
 // order the GEMMs read (a bf16 checkpoint uploads its own bits; f32/f16 are
 // rounded to bf16), norms as float. Activations are fp32 between kernels and
-// rounded to bf16 where a GEMM reads them; the KV cache is bf16 in blocks of
-// 16 positions.
+// rounded to bf16 where a GEMM reads them; the KV cache is bf16, in
+// kv_blocks blocks of kv_block_size positions per layer, addressed by the
+// block ids of the engine's KvBlockPool (which keeps no host copy).
 //
-// This is the first step of the GPU worker: one sequence, no CUDA graph, the
-// families whose features the kernels cover (Qwen3-MoE, Mixtral; per-head or
-// no q/k norm, MoE in every layer). Anything else is refused with
-// UNIMPLEMENTED naming the feature, as are shapes the kernels cannot take
-// (hidden, head widths and expert width multiples of 16; head_dim 64, 128
-// or 256).
+// Per step: the token ids, positions, KV slots and block tables go up in one
+// copy; the layers run on the legacy default stream; the logits of the
+// requested rows come back (the engine samples on the host, so every
+// sampling option of engine/sampler.h applies unchanged).
+//
+// Experts: with no collective, every expert is on this GPU and the MoE block
+// never leaves it. With an expert-parallel group, this rank holds experts
+// [rank_experts[rank], rank_experts[rank + 1]) and each MoE layer exchanges
+// token rows (bf16) and results (fp32) with the other ranks, as
+// worker/expert_parallel.h does on the CPU: permute the (token, expert)
+// pairs by expert on the device, all-to-all the counts, all-to-all-v the
+// expert ids and rows, run the local experts as grouped GEMMs, all-to-all-v
+// the results back, combine in ascending expert id. An NCCL collective
+// (memory() kDevice) moves device buffers directly; a host collective (Gloo,
+// local) is staged through host memory. Every rank calls Forward each step,
+// an empty batch included.
+//
+// Refused with UNIMPLEMENTED, naming the feature: attention biases,
+// clip_qkv, the shared expert, dense (non-MoE) layers, and shapes the
+// kernels cannot take (hidden, heads x head_dim and expert width multiples
+// of 16; head_dim 64, 128 or 256). Every CUDA error becomes a status with
+// the file and line of the call (kernels/cuda/cuda_status.h).
+//
+// Built only with the CUDA toolkit; elsewhere Create answers
+// FAILED_PRECONDITION (gpu_transformer_unavailable.cc).
 #ifndef MOESERVE_ENGINE_GPU_TRANSFORMER_H_
 #define MOESERVE_ENGINE_GPU_TRANSFORMER_H_
 
@@ -24,23 +49,53 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "collective/collective.h"
+#include "engine/expert_traffic.h"
+#include "engine/forward_pass.h"
 #include "model/weights.h"
 
 namespace moeserve {
 
-class GpuTransformer {
+struct GpuOptions {
+  int device = 0;                // CUDA device index
+  int max_batch_tokens = 2048;   // tokens of one Forward, every chunk together
+  int max_batch_seqs = 256;      // chunks of one Forward
+  int kv_blocks = 1024;          // the device KV pool, per layer
+  int kv_block_size = 16;        // positions per block
+  // The expert-parallel group, or null when `weights` holds every expert.
+  // Every rank must use the same max_batch_tokens.
+  Collective* collective = nullptr;
+  // With a collective: world_size + 1 ascending bounds; rank r holds experts
+  // [rank_experts[r], rank_experts[r + 1]), and `weights` exactly this
+  // rank's.
+  std::vector<int> rank_experts;
+};
+
+class GpuTransformer : public ForwardPass, public ExpertTraffic {
  public:
-  // max_positions: the longest sequence (prompt and output) it will hold.
+  // `weights` may be freed after Create; the collective must outlive this.
   static absl::StatusOr<std::unique_ptr<GpuTransformer>> Create(const ModelWeights& weights,
-                                                                int max_positions);
-  ~GpuTransformer();
+                                                                const GpuOptions& options);
+  ~GpuTransformer() override;
   GpuTransformer(const GpuTransformer&) = delete;
   GpuTransformer& operator=(const GpuTransformer&) = delete;
 
-  // Runs tokens at positions start, start+1, ... of the one sequence (its KV
-  // cache must hold positions [0, start)) and writes the logits of the last
-  // token ([vocab] floats) to *logits.
-  absl::Status Forward(absl::Span<const int32_t> tokens, int start, std::vector<float>* logits);
+  // ForwardPass. Besides its errors: INVALID_ARGUMENT when the batch has
+  // more tokens or chunks than the options allow, or a cache whose block
+  // size or block ids do not fit the device pool.
+  const ModelConfig& config() const override;
+  bool kv_on_host() const override { return false; }
+  absl::Status Forward(absl::Span<const SequenceChunk> batch,
+                       std::vector<float>* logits) override;
+
+  // ExpertTraffic (zero bytes and seconds without a collective).
+  double all_to_all_seconds() const override;
+  uint64_t all_to_all_bytes() const override;
+  uint64_t expert_tokens(int expert) const override;
+
+  // Device memory taken by the weights and by the KV pool.
+  uint64_t weight_bytes() const;
+  uint64_t kv_bytes() const;
 
   struct Impl;
 
