@@ -36,6 +36,7 @@ struct LocalFlags {
   std::string host = "127.0.0.1";
   int threads_per_worker = 0;
   std::string collective = "auto";
+  std::string device = "cpu";
   std::string chat_format;
   int startup_timeout_s = 600;
   int worker_timeout_s = 30;
@@ -60,6 +61,11 @@ std::string Field(const std::string& line, const std::string& key) {
   if (at == std::string::npos) return "";
   at += k.size() + 1;
   return line.substr(at, line.find(' ', at) - at);
+}
+
+// The --device of worker `rank`: "cuda" spreads the ranks over GPUs 0, 1, ...
+std::string DeviceOf(const std::string& device, int rank) {
+  return device == "cuda" ? "cuda:" + std::to_string(rank) : device;
 }
 
 int Fail(const std::string& message) {
@@ -101,7 +107,11 @@ int LocalCommand(int argc, char** argv) {
   flags.String("host", &f.host, "HOST", "Address to serve on (loopback by default).");
   flags.Int("threads-per-worker", &f.threads_per_worker, "N",
             "CPU threads of each worker (0: the cores divided among the workers).");
-  flags.String("collective", &f.collective, "KIND", "Workers' collective: auto, gloo, local.");
+  flags.String("collective", &f.collective, "KIND",
+               "Workers' collective: auto, gloo, local, nccl.");
+  flags.String("device", &f.device, "DEV",
+               "cpu; cuda (rank r on GPU r, NCCL between them); or cuda:N (every rank on GPU "
+               "N, exchanging through gloo).");
   flags.String("chat-format", &f.chat_format, "NAME",
                "Chat format for the router instead of detecting the template.");
   flags.Int("startup-timeout", &f.startup_timeout_s, "SECONDS",
@@ -170,6 +180,11 @@ int LocalCommand(int argc, char** argv) {
     return Fail(std::string(s.message()));
   };
 
+  // Ranks sharing one GPU cannot use NCCL (one rank per GPU): they exchange
+  // through gloo unless --collective says otherwise.
+  const std::string collective =
+      f.collective == "auto" && f.device.rfind("cuda:", 0) == 0 && f.workers > 1 ? "gloo"
+                                                                                  : f.collective;
   std::string coordinator;
   std::vector<std::string> addresses, worker_metrics;
   for (int rank = 0; rank < f.workers; ++rank) {
@@ -180,7 +195,8 @@ int LocalCommand(int argc, char** argv) {
                                      "--model=" + f.model,
                                      "--listen=" + f.host + ":0",
                                      "--threads=" + std::to_string(threads),
-                                     "--collective=" + f.collective,
+                                     "--collective=" + collective,
+                                     "--device=" + DeviceOf(f.device, rank),
                                      "--timeout=" + std::to_string(f.worker_timeout_s),
                                      "--drain-timeout=" + std::to_string(f.drain_timeout_s),
                                      "--max-num-seqs=" + std::to_string(f.max_num_seqs),

@@ -17,8 +17,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +35,7 @@
 #include "common/cli_flags.h"
 #include "common/status_macros.h"
 #include "common/tls.h"
+#include "engine/gpu_transformer.h"
 #include "engine/transformer.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "kernels/cpu/linear.h"
@@ -69,7 +72,21 @@ struct WorkerFlags {
   int metrics_port = -1;
   int drain_timeout_s = 30;
   TlsFiles tls;
+  std::string device = "cpu";
+  int cuda_device = -1;  // from --device cuda:N; -1 for the CPU
 };
+
+// "cpu" -> -1; "cuda" -> 0; "cuda:N" -> N.
+absl::StatusOr<int> ParseDevice(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+      device.find_first_not_of("0123456789", 5) == std::string::npos && device.size() < 10) {
+    return std::stoi(device.substr(5));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device must be cpu, cuda or cuda:N, got '", device, "'"));
+}
 
 std::string HostOf(const std::string& address) {
   const size_t colon = address.rfind(':');
@@ -151,6 +168,12 @@ absl::Status Validate(const WorkerFlags& f) {
   }
   if (f.timeout_s <= 0 || f.formation_timeout_s <= 0) {
     return absl::InvalidArgumentError("--timeout and --formation-timeout must be > 0");
+  }
+  MOE_RETURN_IF_ERROR(ParseDevice(f.device).status());
+  if (f.collective == "nccl" && f.device == "cpu") {
+    return absl::InvalidArgumentError(
+        "--collective=nccl exchanges GPU buffers: it needs --device cuda:N (the CPU engine "
+        "uses gloo)");
   }
   return absl::OkStatus();
 }
@@ -254,6 +277,9 @@ int WorkerMain(int argc, char** argv, int first) {
             "Requests scheduled together (first come, first served); later ones wait.");
   flags.Int("max-waiting", &f.max_waiting, "N",
             "Requests that may wait beyond --max-num-seqs; more get RESOURCE_EXHAUSTED.");
+  flags.String("device", &f.device, "DEV",
+               "cpu, or cuda:N: the whole engine on GPU N (weights, KV cache, expert "
+               "exchange; --kv-cache-bytes is then GPU memory).");
   if (absl::Status s = flags.Parse(argc, argv, first); !s.ok()) {
     std::fprintf(stderr, "moeserve-worker: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -268,6 +294,7 @@ int WorkerMain(int argc, char** argv, int first) {
                 f.rank);
   }
   if (absl::Status s = Validate(f); !s.ok()) return Fail(s, f.rank);
+  f.cuda_device = *ParseDevice(f.device);
   if (absl::Status s = CheckTlsFiles(f.tls, "--tls-"); !s.ok()) return Fail(s, f.rank);
   auto server_credentials = ServerCredentialsFor(f.tls);
   if (!server_credentials.ok()) return Fail(server_credentials.status(), f.rank);
@@ -368,17 +395,19 @@ int WorkerMain(int argc, char** argv, int first) {
   GroupOptions group;
   group.rank = f.rank;
   group.world_size = f.world_size;
-  group.kind = f.collective;
+  // A GPU group exchanges device buffers through NCCL unless told otherwise
+  // (gloo stages them through host memory, e.g. for ranks sharing a GPU).
+  group.kind = f.collective == "auto" && f.cuda_device >= 0 && f.world_size > 1 ? "nccl"
+                                                                                 : f.collective;
+  group.device = std::max(f.cuda_device, 0);
   group.host = gloo_host;
   group.prefix = absl::StrCat(prefix, "collective/");
   group.timeout = absl::Seconds(f.timeout_s);
   auto collective = CreateCollective(*store, group);
   if (!collective.ok()) return Fail(collective.status(), f.rank);
-  if ((*collective)->memory() != MemorySpace::kHost) {
-    // The NCCL collective exchanges device buffers; this engine's are host.
+  if ((*collective)->memory() != MemorySpace::kHost && f.cuda_device < 0) {
     return Fail(absl::FailedPreconditionError(
-                    "--collective=nccl needs the GPU engine, which is not built yet; the CPU "
-                    "engine exchanges host buffers: use --collective=gloo (or auto)"),
+                    "the NCCL collective exchanges GPU buffers: it needs --device cuda:N"),
                 f.rank);
   }
   std::vector<std::string> peers(f.world_size);
@@ -389,9 +418,7 @@ int WorkerMain(int argc, char** argv, int first) {
   }
   if (absl::Status s = (*collective)->Barrier(); !s.ok()) return Fail(s, f.rank);
 
-  // 4. The engine.
-  ExpertParallelRunner experts(**weights, **collective, shards);
-  Transformer model(**weights, &experts);
+  // 4. The engine: on the CPU, or the whole forward pass on a GPU.
   EngineOptions options;
   options.prefill_chunk = f.prefill_chunk;
   options.max_step_tokens = f.max_step_tokens;
@@ -400,7 +427,58 @@ int WorkerMain(int argc, char** argv, int first) {
   options.block_size = f.block_size;
   options.kv_cache_bytes = f.kv_cache_bytes;
   options.prefix_caching = f.prefix_caching;
-  Engine engine(model, **collective, options);
+  const uint64_t resident_weight_bytes = (*weights)->resident_bytes;
+  const uint64_t resident_expert_bytes = ExpertBytes(**weights);
+  std::unique_ptr<ExpertParallelRunner> cpu_experts;
+  std::unique_ptr<Transformer> cpu_model;
+  std::unique_ptr<GpuTransformer> gpu_model;
+  ForwardPass* model = nullptr;
+  ExpertTraffic* traffic = nullptr;
+  if (f.cuda_device >= 0) {
+    const ModelConfig& c = (*weights)->config;
+    GpuOptions g;
+    g.device = f.cuda_device;
+    g.max_batch_tokens = f.max_step_tokens;
+    g.max_batch_seqs = f.max_num_seqs;
+    g.kv_block_size = f.block_size;
+    g.kv_blocks = static_cast<int>(std::min<int64_t>(
+        KvBlockPool::BlocksForBytes(c.num_layers, int64_t{c.num_kv_heads} * c.head_dim,
+                                    f.block_size, f.kv_cache_bytes, /*value_bytes=*/2),
+        std::numeric_limits<int32_t>::max()));
+    if (g.kv_blocks == 0) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+                      "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
+                      f.block_size, " positions for this model")),
+                  f.rank);
+    }
+    // The exchange runs through the group whenever there is one (an explicit
+    // --collective at world size 1 exercises it against itself).
+    if (f.world_size > 1 || std::string((*collective)->name()) != "local") {
+      g.collective = collective->get();
+      for (int r = 0; r < f.world_size; ++r) g.rank_experts.push_back(shards.begin(r));
+      g.rank_experts.push_back(shards.end(f.world_size - 1));
+    }
+    auto created = GpuTransformer::Create(**weights, g);
+    if (!created.ok()) return Fail(created.status(), f.rank);
+    gpu_model = std::move(*created);
+    // Everything the engine reads now lives on the GPU.
+    weights->reset();
+    options.kv_cache_blocks = g.kv_blocks;
+    std::printf("moeserve-worker rank=%d device=cuda:%d weights=%llu bytes kv_cache=%llu bytes "
+                "(%d blocks of %d)\n",
+                f.rank, f.cuda_device, static_cast<unsigned long long>(gpu_model->weight_bytes()),
+                static_cast<unsigned long long>(gpu_model->kv_bytes()), g.kv_blocks,
+                f.block_size);
+    std::fflush(stdout);
+    model = gpu_model.get();
+    traffic = gpu_model.get();
+  } else {
+    cpu_experts = std::make_unique<ExpertParallelRunner>(**weights, **collective, shards);
+    cpu_model = std::make_unique<Transformer>(**weights, cpu_experts.get());
+    model = cpu_model.get();
+    traffic = cpu_experts.get();
+  }
+  Engine engine(*model, **collective, options);
   if (engine.stats().kv_blocks_total == 0) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
                     "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
@@ -415,18 +493,18 @@ int WorkerMain(int argc, char** argv, int first) {
   id.world_size = f.world_size;
   id.expert_begin = shards.begin(f.rank);
   id.expert_end = shards.end(f.rank);
-  id.resident_weight_bytes = (*weights)->resident_bytes;
-  id.resident_expert_bytes = ExpertBytes(**weights);
+  id.resident_weight_bytes = resident_weight_bytes;
+  id.resident_expert_bytes = resident_expert_bytes;
   id.collective = (*collective)->name();
-  service.Ready(epoch, &engine, id, [&experts] { return experts.all_to_all_seconds(); });
-  engine.set_all_to_all_probe([&experts] { return experts.all_to_all_seconds(); });
+  service.Ready(epoch, &engine, id, [traffic] { return traffic->all_to_all_seconds(); });
+  engine.set_all_to_all_probe([traffic] { return traffic->all_to_all_seconds(); });
   std::unique_ptr<MetricsServer> metrics;
   std::string metrics_address = "-";
   if (f.metrics_port >= 0) {
     WorkerIdentity who{f.rank, f.world_size, id.expert_begin, id.expert_end, epoch};
     auto started = MetricsServer::Start(
         WithPort(listen, f.metrics_port),
-        [who, &engine, &experts](MetricSet& m) { FillWorkerMetrics(who, engine, experts, m); });
+        [who, &engine, traffic](MetricSet& m) { FillWorkerMetrics(who, engine, *traffic, m); });
     if (!started.ok()) return Fail(started.status(), f.rank);
     metrics = std::move(*started);
     metrics_address = WithPort(listen, metrics->port());
