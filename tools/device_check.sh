@@ -26,9 +26,14 @@
 #   - runs every DIR/tests/* with --gtest_brief=1 under a timeout (at most
 #     120 s each), counting each binary passed, failed or skipped (skipped:
 #     every test case GTEST_SKIP'd) and going on after failures;
+#   - runs tests/gpu_cluster_test.py with DIR/bench/moeserve: `moeserve
+#     local --device cuda:0` (1 worker, 1 worker exchanging through NCCL, 2
+#     workers sharing the GPU) against the CPU engine's tokens;
 #   - runs DIR/bench/cuda_copy_bench and reads its copy_bandwidth_gbps line,
 #     then DIR/bench/moe_layer_bench and DIR/bench/gpu_decode_bench, each
-#     with --copy-gbps=<that>, when they exist.
+#     with --copy-gbps=<that>, when they exist, and bench/gpu_serving_bench.py
+#     (the GPU worker serving a 2-layer Qwen3-30B-A3B-shaped model through
+#     the router, at concurrency 1 and 64).
 # Everything is logged to ${OUT:-/tmp/device_check}/: device_check.log (what
 # is printed) and one NAME.log per binary. A short summary comes last. The
 # whole run stays under 8 minutes. Exit status: 0 when nothing failed, 1 when
@@ -49,7 +54,7 @@ while (($#)); do
 done
 
 readonly out="${OUT:-/tmp/device_check}"
-readonly budget_s=450         # everything, benchmarks included: under 8 minutes
+readonly budget_s=470         # everything, benchmarks included: under 8 minutes
 readonly test_timeout_s=120   # one test binary
 readonly copy_timeout_s=90
 readonly moe_timeout_s=180
@@ -131,6 +136,39 @@ run_test() {
   rows+=("$(printf '%-28s %-9s %6s %6s %7s %6s  %s' "$name" "$result" "$passed" "$failed" "$skipped" "$secs" "$note")")
 }
 
+# tests/gpu_cluster_test.py with the bundle's moeserve: `moeserve local
+# --device cuda:0` against the CPU engine; one row in `rows`.
+run_e2e() {
+  local name=gpu_cluster_test log="$out/gpu_cluster_test.log" limit rc secs start result
+  [[ -x "$bundle/bench/moeserve" ]] || return 0
+  section "end to end: moeserve local --device cuda:0 against the CPU engine ($name.py)"
+  limit=$(time_left 150 "$bench_reserve_s")
+  if ((limit < 20)); then
+    rows+=("$(printf '%-28s %-9s %6s %6s %7s %6s  %s' "$name" "NOT RUN" - - - - "time budget spent")")
+    ((n_fail++)); return
+  fi
+  start=$SECONDS
+  MOESERVE_BIN="$bundle/bench/moeserve" timeout -k 10 "$limit" python3 tests/$name.py >"$log" 2>&1
+  rc=$?
+  secs=$((SECONDS - start))
+  cat "$log"
+  local passed failed skipped
+  passed=$(grep -c ' \.\.\. ok$' "$log") failed=$(grep -c ' \.\.\. \(FAIL\|ERROR\)$' "$log")
+  skipped=$(grep -c ' \.\.\. skipped' "$log")
+  ((c_pass += passed, c_fail += failed, c_skip += skipped))
+  if ((rc == 124 || rc == 137)); then result=TIMEOUT
+  elif ((rc != 0)); then result=FAILED
+  elif ((passed == 0 && skipped > 0)); then result=skipped
+  else result=passed
+  fi
+  case "$result" in
+    passed) ((n_pass++)) ;;
+    skipped) ((n_skip++)) ;;
+    *) ((n_fail++)); failed_logs+=("$log") ;;
+  esac
+  rows+=("$(printf '%-28s %-9s %6s %6s %7s %6s  %s' "$name" "$result" "$passed" "$failed" "$skipped" "$secs" "")")
+}
+
 # Runs bundle/bench/NAME --copy-gbps=$copy_gbps (when it is in the bundle)
 # within the time budget, logging to $out/NAME.log; sets the variables named
 # NOTE_VAR (empty when it ran fine) and LINES_VAR (its last LINES non-blank
@@ -180,6 +218,7 @@ main() {
   bench_reserve_s=$copy_timeout_s
   [[ -x "$bundle/bench/moe_layer_bench" ]] && bench_reserve_s=$((bench_reserve_s + 60))
   [[ -x "$bundle/bench/gpu_decode_bench" ]] && bench_reserve_s=$((bench_reserve_s + 60))
+  [[ -x "$bundle/bench/moeserve" ]] && bench_reserve_s=$((bench_reserve_s + 150))
 
   section "machine"
   echo "os: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}"), $(ldd --version 2>/dev/null | head -1)"
@@ -221,6 +260,7 @@ main() {
   for bin in "$bundle"/tests/*; do
     [[ -x "$bin" && -f "$bin" ]] && run_test "$bin"
   done
+  run_e2e
   local f
   for f in "${failed_logs[@]}"; do
     section "$(basename "$f" .log) failed: last lines of $f"
@@ -251,6 +291,24 @@ main() {
   local moe_lines="" moe_note="" decode_lines="" decode_note=""
   run_bench moe_layer_bench "MoE layer" 30 moe_note moe_lines
   run_bench gpu_decode_bench "decode steps" 5 decode_note decode_lines
+  local serve_lines="" serve_note=""
+  if [[ -x "$bundle/bench/moeserve" ]]; then
+    section "the GPU worker serving (bench/gpu_serving_bench.py)"
+    limit=$(time_left 200 0)
+    if ! timeout 30 nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+      serve_note="skipped (no GPU)"
+    elif ((limit < 60)); then
+      serve_note="NOT RUN (time budget spent)"; bench_fail=1
+    else
+      MOESERVE_BIN="$bundle/bench/moeserve" timeout -k 10 "$limit" python3 \
+        bench/gpu_serving_bench.py --tokens 256 ${copy_gbps:+--copy-gbps=$copy_gbps} \
+        >"$out/gpu_serving_bench.log" 2>&1
+      rc=$?
+      cat "$out/gpu_serving_bench.log"
+      ((rc != 0)) && { serve_note="FAILED (exit $rc; see $out/gpu_serving_bench.log)"; bench_fail=1; }
+      serve_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_serving_bench.log" | tail -4)
+    fi
+  fi
 
   section "summary (${SECONDS} s; logs in $out/)"
   printf '%-28s %-9s %6s %6s %7s %6s  %s\n' "test binary" result passed failed skipped secs note
@@ -266,6 +324,10 @@ main() {
   if [[ -x "$bundle/bench/gpu_decode_bench" ]]; then
     echo "gpu_decode_bench: ${decode_note:-ok}"
     [[ -n "$decode_lines" ]] && echo "$decode_lines"
+  fi
+  if [[ -x "$bundle/bench/moeserve" ]]; then
+    echo "gpu_serving_bench: ${serve_note:-ok}"
+    [[ -n "$serve_lines" ]] && echo "$serve_lines"
   fi
   ((n_fail == 0 && bench_fail == 0))
 }
