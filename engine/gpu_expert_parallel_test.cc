@@ -19,6 +19,7 @@
 
 #include "absl/time/time.h"
 #include "collective/group.h"
+#include "common/relative_l2_testing.h"
 #include "collective/process_group_testing.h"
 #include "engine/gpu_transformer.h"
 #include "engine/kv_cache.h"
@@ -33,15 +34,6 @@ namespace {
 constexpr char kFixture[] = "tests/fixtures/qwen3_moe_gpu_bf16";
 constexpr int kBlock = 16;
 constexpr int kNoGpu = 77;
-
-double RelativeL2(const float* got, const float* want, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
 
 // One rank's whole run; its exit code (0: every check passed).
 int RunRank(Collective& group) {

@@ -27,6 +27,7 @@
 #include "collective/in_memory_kv_store.h"
 #include "collective/local_collective.h"
 #include "collective/nccl_collective.h"
+#include "common/relative_l2_testing.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "engine/transformer.h"
@@ -39,15 +40,6 @@ namespace {
 
 constexpr char kFixture[] = "tests/fixtures/qwen3_moe_gpu_bf16";
 constexpr int kBlock = 16;
-
-double RelativeL2(const float* got, const float* want, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
 
 class GpuTransformerTest : public ::testing::Test {
  protected:

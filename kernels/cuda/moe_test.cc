@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "common/relative_l2_testing.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/router.h"
@@ -52,15 +53,6 @@ std::vector<float> ToFloat(const std::vector<uint16_t>& b) {
   std::vector<float> f(b.size());
   for (size_t i = 0; i < b.size(); ++i) f[i] = BF16ToFloat(b[i]);
   return f;
-}
-
-double RelativeL2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
 }
 
 struct Shape {
@@ -249,7 +241,7 @@ TEST_P(CudaMoeTest, EveryStageMatchesCpuReference) {
       ASSERT_NEAR(h2[i], h[i], std::abs(h[i]) * (1.0f / 128) + 1e-4 * h_scale)
           << "variant " << MoeGemmVariantName(variant) << " h " << i;
     }
-    EXPECT_LT(RelativeL2(y2, y), 1e-5) << "variant " << MoeGemmVariantName(variant);
+    EXPECT_LT(RelativeL2(y2.data(), y.data(), y.size()), 1e-5) << "variant " << MoeGemmVariantName(variant);
   }
   EXPECT_EQ(MoeGemmVariantName(kMoeGemmVariants + 1), nullptr);
   EXPECT_EQ(MoeDown(d_h.get(), I, H, d_down_packed.get(), E, d_offsets.get(), d_active.get(),
@@ -310,7 +302,7 @@ TEST_P(CudaMoeTest, EveryStageMatchesCpuReference) {
     want_cmp.insert(want_cmp.end(), acc.begin(), acc.end());
   }
   EXPECT_LE(reroutes, std::max<int64_t>(1, n / 50)) << "too many tokens routed differently";
-  const double err = RelativeL2(got_cmp, want_cmp);
+  const double err = RelativeL2(got_cmp.data(), want_cmp.data(), want_cmp.size());
   RecordProperty("relative_l2_vs_float_cpu", std::to_string(err));
   std::printf("%s: end-to-end relative L2 error vs the float CPU block %.2e (%d of %lld tokens rerouted)\n",
               ::testing::PrintToString(s).c_str(), err, reroutes, static_cast<long long>(n));
