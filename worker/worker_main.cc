@@ -434,6 +434,12 @@ int WorkerMain(int argc, char** argv, int first) {
   std::unique_ptr<GpuTransformer> gpu_model;
   ForwardPass* model = nullptr;
   ExpertTraffic* traffic = nullptr;
+  auto no_kv_block = [&] {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+                    "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
+                    f.block_size, " positions for this model")),
+                f.rank);
+  };
   if (f.cuda_device >= 0) {
     const ModelConfig& c = (*weights)->config;
     GpuOptions g;
@@ -445,12 +451,7 @@ int WorkerMain(int argc, char** argv, int first) {
         KvBlockPool::BlocksForBytes(c.num_layers, int64_t{c.num_kv_heads} * c.head_dim,
                                     f.block_size, f.kv_cache_bytes, /*value_bytes=*/2),
         std::numeric_limits<int32_t>::max()));
-    if (g.kv_blocks == 0) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-                      "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
-                      f.block_size, " positions for this model")),
-                  f.rank);
-    }
+    if (g.kv_blocks == 0) return no_kv_block();
     // The exchange runs through the group whenever there is one (an explicit
     // --collective at world size 1 exercises it against itself).
     if (f.world_size > 1 || std::string((*collective)->name()) != "local") {
@@ -479,12 +480,7 @@ int WorkerMain(int argc, char** argv, int first) {
     traffic = cpu_experts.get();
   }
   Engine engine(*model, **collective, options);
-  if (engine.stats().kv_blocks_total == 0) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-                    "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
-                    f.block_size, " positions for this model")),
-                f.rank);
-  }
+  if (engine.stats().kv_blocks_total == 0) return no_kv_block();
   PeerRing ring(f.rank, epoch, peers, *channel_credentials);
   engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
   engine.set_load_listener([&service](const EngineLoad& load) { service.BroadcastLoad(load); });
