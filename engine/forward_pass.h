@@ -17,6 +17,15 @@
 //   - Errors: INVALID_ARGUMENT for token ids outside the vocabulary or chunks
 //     that do not fit their cache; UNAVAILABLE when the group's collective
 //     failed; INTERNAL (with file and line) for a device error.
+//
+// Sampling on the device (ForwardSampled, where samples_on_device()): the
+// same forward pass, but the token of each logits row the engine marks
+// kDevice is picked next to the logits (greedy, or plain temperature with
+// the uniform draw the engine took from the request's own generator: the
+// host Sampler's arithmetic, kernels/cuda/ops.h SampleFromLogits), and only
+// the kHost rows' logits come back to the host, for the samplers that need
+// them (penalties, truncation, log-probs). kSkip rows (a prefill chunk that
+// is not the prompt's last) come back as neither.
 // Not thread-safe: one Forward at a time, from the engine thread.
 #ifndef MOESERVE_ENGINE_FORWARD_PASS_H_
 #define MOESERVE_ENGINE_FORWARD_PASS_H_
@@ -38,6 +47,14 @@ struct SequenceChunk {
   bool all_logits = false;   // logits for every token, not only the last
 };
 
+// How the token of one logits row is picked (ForwardSampled).
+struct RowSampling {
+  enum Where : uint8_t { kSkip, kDevice, kHost };
+  Where where = kSkip;
+  float temperature = 0.0f;  // kDevice: <= 0 greedy
+  double uniform = 0.0;      // kDevice with temperature > 0: the draw, [0, 1)
+};
+
 class ForwardPass {
  public:
   virtual ~ForwardPass() = default;
@@ -47,6 +64,21 @@ class ForwardPass {
   virtual bool kv_on_host() const { return true; }
   virtual absl::Status Forward(absl::Span<const SequenceChunk> batch,
                                std::vector<float>* logits) = 0;
+
+  // Whether ForwardSampled is implemented.
+  virtual bool samples_on_device() const { return false; }
+  // Forward with `rows[i]` saying how to pick the token of logits row i
+  // (rows.size() must be the number of rows Forward would give). tokens[i]
+  // gets the kDevice rows' tokens (-1 elsewhere); *host_logits points at the
+  // kHost rows' logits, [kHost rows, vocab_size] in row order, valid until
+  // the next call. Errors as Forward, and INVALID_ARGUMENT for a rows span
+  // of the wrong size.
+  virtual absl::Status ForwardSampled(absl::Span<const SequenceChunk> batch,
+                                      absl::Span<const RowSampling> rows,
+                                      std::vector<int32_t>* tokens,
+                                      const float** host_logits) {
+    return absl::UnimplementedError("this forward pass does not sample on a device");
+  }
 };
 
 }  // namespace moeserve

@@ -112,9 +112,16 @@ const float* Sampler::Penalise(const float* logits, int vocab) {
   return penalised_.data();
 }
 
+bool Sampler::PlainSampling() const {
+  return !penalties_ && params_.top_k <= 0 && params_.top_p >= 1.0f &&
+         params_.min_p <= 0.0f && params_.logprobs == 0;
+}
+
+double Sampler::TakeDraw() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+
 int32_t Sampler::Choose(const float* x, int vocab) {
   if (params_.temperature <= 0.0f) return Argmax(x, vocab);
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  const double u = TakeDraw();
   // With no truncation on, the original sampler's arithmetic operation for
   // operation ((x - max) in float, then times 1/T in double), and the same
   // draw at the same point of the generator's sequence.

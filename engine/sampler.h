@@ -150,6 +150,14 @@ class Sampler {
 
   const SamplingParams& params() const { return params_; }
 
+  // Whether this request's sampling is only greedy or plain temperature (no
+  // penalty, truncation or log-probs): what a device can pick by itself
+  // (ForwardPass::ForwardSampled) given the draw from TakeDraw.
+  bool PlainSampling() const;
+  // The uniform draw a temperature step takes, as Sample would take it
+  // (one per sampled step; greedy takes none and this must not be called).
+  double TakeDraw();
+
  private:
   struct Seen {
     bool in_prompt = false;

@@ -436,6 +436,8 @@ absl::Status Engine::Run() {
   const ModelConfig& c = model_.config();
   std::vector<SequenceChunk> chunks;
   std::vector<float> logits;
+  std::vector<RowSampling> rows;  // stays empty unless the model samples
+  std::vector<int32_t> device_tokens;
   while (true) {
     DrainInbox();
     DeliverAll();
@@ -464,11 +466,35 @@ absl::Status Engine::Run() {
 
     const auto t0 = std::chrono::steady_clock::now();
     const double a2a0 = a2a_probe_ ? a2a_probe_() : 0.0;
-    logits.clear();
-    if (absl::Status s = model_.Forward(chunks, &logits); !s.ok()) {
-      FailAll(absl::UnavailableError(absl::StrCat("worker step failed: ", s.message())));
-      return s;
+    // Where each row's token is picked: on the device when the forward pass
+    // can and the request's sampling is plain (its draw taken here, in the
+    // order Sample would take it), else on the host from the row's logits.
+    const float* host_logits = nullptr;
+    absl::Status step;
+    if (model_.samples_on_device()) {
+      rows.assign(picked.size(), RowSampling{});
+      for (size_t i = 0; i < picked.size(); ++i) {
+        Request& r = *picked[i].request;
+        if (r.fed + picked[i].count < r.size()) continue;  // kSkip
+        if (r.sampler.PlainSampling()) {
+          rows[i].where = RowSampling::kDevice;
+          rows[i].temperature = r.item.sampling.temperature;
+          if (rows[i].temperature > 0.0f) rows[i].uniform = r.sampler.TakeDraw();
+        } else {
+          rows[i].where = RowSampling::kHost;
+        }
+      }
+      step = model_.ForwardSampled(chunks, rows, &device_tokens, &host_logits);
+    } else {
+      logits.clear();
+      step = model_.Forward(chunks, &logits);
+      host_logits = logits.data();
     }
+    if (!step.ok()) {
+      FailAll(absl::UnavailableError(absl::StrCat("worker step failed: ", step.message())));
+      return step;
+    }
+    size_t host_row = 0;
     uint64_t generated = 0;
     for (size_t i = 0; i < picked.size(); ++i) {
       Request& r = *picked[i].request;
@@ -476,9 +502,16 @@ absl::Status Engine::Run() {
       if (options_.prefix_caching) PublishBlocks(r);
       if (r.fed < r.size()) continue;  // more prompt (or recomputation) to go
       // Log-probs only when asked for: they cost a sort of the vocabulary.
-      const float* row = &logits[i * c.vocab_size];
       int32_t next;
-      if (r.item.sampling.logprobs > 0) {
+      const float* row = nullptr;
+      if (rows.empty()) {
+        row = host_logits + i * static_cast<size_t>(c.vocab_size);
+      } else if (rows[i].where == RowSampling::kHost) {
+        row = host_logits + host_row++ * static_cast<size_t>(c.vocab_size);
+      }
+      if (row == nullptr) {
+        next = device_tokens[i];
+      } else if (r.item.sampling.logprobs > 0) {
         SampleResult sr = r.sampler.SampleWithLogprobs(row, c.vocab_size);
         next = sr.token;
         r.fresh_logprobs.push_back(std::move(sr));

@@ -4,6 +4,8 @@
 // terminal, also when aborted, refused, stopped or when the group fails.
 #include "worker/engine.h"
 
+#include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -12,7 +14,9 @@
 
 #include "collective/fault_collective.h"
 #include "collective/local_collective.h"
+#include "common/status_macros.h"
 #include "engine/generator.h"
+#include "engine/sampler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/expert_parallel.h"
@@ -73,6 +77,60 @@ class RecordingSink : public RequestSink {
   int deliveries_ = 0;
 };
 
+// The seam of device sampling (ForwardPass::ForwardSampled), on the host:
+// the real Transformer's logits, kDevice rows picked with the arithmetic
+// kernels/cuda/ops.h SampleFromLogits documents, only the kHost rows'
+// logits handed back. Engine runs through it must give Generate's tokens.
+class HostSampledForwardPass : public ForwardPass {
+ public:
+  explicit HostSampledForwardPass(ForwardPass& inner) : inner_(inner) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  absl::Status Forward(absl::Span<const SequenceChunk> batch,
+                       std::vector<float>* logits) override {
+    return absl::InternalError("the engine must use ForwardSampled");
+  }
+  bool samples_on_device() const override { return true; }
+  absl::Status ForwardSampled(absl::Span<const SequenceChunk> batch,
+                              absl::Span<const RowSampling> rows, std::vector<int32_t>* tokens,
+                              const float** host_logits) override {
+    logits_.clear();
+    MOE_RETURN_IF_ERROR(inner_.Forward(batch, &logits_));
+    const int vocab = config().vocab_size;
+    if (rows.size() * vocab != logits_.size()) return absl::InvalidArgumentError("rows");
+    tokens->assign(rows.size(), -1);
+    host_.clear();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float* x = &logits_[i * vocab];
+      if (rows[i].where == RowSampling::kHost) host_.insert(host_.end(), x, x + vocab);
+      if (rows[i].where != RowSampling::kDevice) continue;
+      ++device_rows;
+      if (rows[i].temperature <= 0.0f) {
+        (*tokens)[i] = Argmax(x, vocab);
+        continue;
+      }
+      const float max = *std::max_element(x, x + vocab);
+      const double inv_t = 1.0 / rows[i].temperature;
+      std::vector<double> p(vocab);
+      double sum = 0.0;
+      for (int v = 0; v < vocab; ++v) sum += p[v] = std::exp((x[v] - max) * inv_t);
+      double cum = 0.0;
+      int32_t pick = -1;
+      for (int v = 0; v < vocab && pick < 0; ++v) {
+        cum += p[v];
+        if (p[v] > 0.0 && cum > rows[i].uniform * sum) pick = v;
+      }
+      (*tokens)[i] = pick;
+    }
+    *host_logits = host_.data();
+    return absl::OkStatus();
+  }
+  int device_rows = 0;
+
+ private:
+  ForwardPass& inner_;
+  std::vector<float> logits_, host_;
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -85,7 +143,12 @@ class EngineTest : public ::testing::Test {
     runner_ = std::make_unique<ExpertParallelRunner>(*weights_, *c, *shards_);
     model_ = std::make_unique<Transformer>(*weights_, runner_.get());
     options.poison_kv = true;  // reading KV nobody wrote turns results to NaN
-    engine_ = std::make_unique<Engine>(*model_, *c, options);
+    ForwardPass* pass = model_.get();
+    if (device_sampling_) {
+      sampled_ = std::make_unique<HostSampledForwardPass>(*model_);
+      pass = sampled_.get();
+    }
+    engine_ = std::make_unique<Engine>(*pass, *c, options);
     if (run) StartLoop();
   }
   void StartLoop() { loop_ = std::thread([this] { run_status_ = engine_->Run(); }); }
@@ -134,6 +197,8 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<ExpertShards> shards_;
   std::unique_ptr<ExpertParallelRunner> runner_;
   std::unique_ptr<Transformer> model_;
+  bool device_sampling_ = false;  // the engine drives a HostSampledForwardPass
+  std::unique_ptr<HostSampledForwardPass> sampled_;
   std::unique_ptr<Engine> engine_;
   std::thread loop_;
   absl::Status run_status_;
@@ -378,6 +443,33 @@ TEST_F(EngineTest, SixtyFourRandomConcurrentRequestsMatchRunningAlone) {
   ASSERT_TRUE(sink->WaitForTerminals(items.size()));
   ExpectMatchesGenerate(*sink, items);
   EXPECT_TRUE(WaitForStats([](const EngineStats& s) { return s.kv_blocks_used == 0; }));
+}
+
+// Through ForwardSampled: greedy and plain-temperature rows picked by the
+// "device", penalties / truncation / log-probs on the host from the rows
+// handed back, prefill chunks in between; every token is still Generate's.
+TEST_F(EngineTest, DeviceSamplingGivesTheHostSamplersTokens) {
+  device_sampling_ = true;
+  EngineOptions o;
+  o.block_size = 8;
+  o.prefill_chunk = 16;
+  o.max_step_tokens = 64;
+  Start(&local_, o);
+  auto sink = std::make_shared<RecordingSink>();
+  std::mt19937 rng(7);
+  std::vector<WorkItem> items;
+  for (uint64_t id = 1; id <= 24; ++id) {
+    items.push_back(Item(id, 1 + rng() % 40, 1 + rng() % 20, rng() % 3 ? 0.9f : 0.0f));
+    switch (id % 4) {
+      case 0: items.back().sampling.top_p = 0.8f; break;
+      case 1: items.back().sampling.repetition_penalty = 1.3f; break;
+      default: break;  // plain: on the device
+    }
+  }
+  for (const WorkItem& w : items) ASSERT_TRUE(engine_->Submit(sink, w).ok());
+  ASSERT_TRUE(sink->WaitForTerminals(items.size()));
+  ExpectMatchesGenerate(*sink, items);
+  EXPECT_GT(sampled_->device_rows, 0);
 }
 
 TEST_F(EngineTest, StopEndsOpenRequestsWithUnavailable) {
