@@ -108,6 +108,15 @@ cudaError_t MoeRowExpert(const int32_t* offsets, int experts, const int32_t* bas
 cudaError_t MoeCountTokens(const int32_t* offsets, int experts, unsigned long long* counters,
                            cudaStream_t stream);
 
+// counters[ids[p]] += 1 for p < *num_tokens * k, where *num_tokens (on the
+// device, <= max_tokens) is read when the kernel runs: the count of a batch
+// padded to max_tokens rows (a CUDA graph's fixed shape) without its padding.
+// ids: [max_tokens, k] from MoeTopK, each in [0, experts). Grid from
+// max_tokens * k. CPU reference: a count over the same ids (moe_test.cc).
+cudaError_t MoeCountRoutes(const int32_t* ids, int64_t max_tokens, int k,
+                           const int32_t* num_tokens, int experts,
+                           unsigned long long* counters, cudaStream_t stream);
+
 // The experts' first projection and activation for every row:
 // h[row, I] = bf16(silu(x[t] · Wg[e]^T) * (x[t] · Wu[e]^T)), t = row_token[row].
 // rows = n * k (it sizes the grid and picks the variant).

@@ -163,7 +163,31 @@ __global__ void CountTokensKernel(const int32_t* __restrict__ offsets, int exper
   if (e < experts) counters[e] += static_cast<unsigned long long>(offsets[e + 1] - offsets[e]);
 }
 
+__global__ void CountRoutesKernel(const int32_t* __restrict__ ids, int64_t max_pairs, int k,
+                                  const int32_t* __restrict__ num_tokens, int experts,
+                                  unsigned long long* __restrict__ counters) {
+  const int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (p >= max_pairs || p >= int64_t{*num_tokens} * k) return;
+  const int32_t e = ids[p];
+  if (e >= 0 && e < experts) atomicAdd(&counters[e], 1ULL);
+}
+
 }  // namespace
+
+cudaError_t MoeCountRoutes(const int32_t* ids, int64_t max_tokens, int k,
+                           const int32_t* num_tokens, int experts,
+                           unsigned long long* counters, cudaStream_t stream) {
+  if (experts <= 0 || experts > kMaxExperts || k <= 0 || k > kMaxTopK || max_tokens < 0 ||
+      max_tokens > (int64_t{1} << 24)) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t pairs = max_tokens * k;
+  if (pairs == 0) return cudaSuccess;
+  const int threads = 256;
+  CountRoutesKernel<<<static_cast<int>((pairs + threads - 1) / threads), threads, 0, stream>>>(
+      ids, pairs, k, num_tokens, experts, counters);
+  return cudaGetLastError();
+}
 
 cudaError_t MoeRowExpert(const int32_t* offsets, int experts, const int32_t* base, int64_t rows,
                          int32_t* out, cudaStream_t stream) {

@@ -373,6 +373,37 @@ TEST(CudaMoeExchange, RowExpertAndCountTokensFollowTheOffsets) {
     }
   }
   EXPECT_EQ(MoeRowExpert(nullptr, 0, nullptr, 1, nullptr, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(MoeCountRoutes(nullptr, 1, 0, nullptr, 8, nullptr, nullptr), cudaErrorInvalidValue);
+}
+
+// MoeCountRoutes counts only the first *num_tokens tokens' routes of a
+// padded batch (the count read on the device), against a host count.
+TEST(CudaMoeExchange, CountRoutesSkipsThePadding) {
+  auto devices = DeviceCount();
+  ASSERT_TRUE(devices.ok()) << devices.status();
+  if (*devices == 0) GTEST_SKIP() << "no GPU on this machine; the CUDA kernels were built, not run";
+  std::mt19937 rng(5);
+  for (int E : {1, 9, 128}) {
+    for (int64_t max_tokens : {1, 40, 700}) {
+      const int k = std::min(E, 3);
+      std::vector<int32_t> ids(max_tokens * k);
+      for (int32_t& id : ids) id = static_cast<int32_t>(rng() % E);
+      for (int32_t n : {int32_t{0}, static_cast<int32_t>(max_tokens / 2),
+                        static_cast<int32_t>(max_tokens)}) {
+        SCOPED_TRACE(::testing::Message() << "E " << E << " max " << max_tokens << " n " << n);
+        DeviceBuffer<int32_t> d_ids(ids), d_n(std::vector<int32_t>{n});
+        DeviceBuffer<unsigned long long> d_counters(E);
+        ASSERT_EQ(cudaMemset(d_counters.get(), 0, E * sizeof(unsigned long long)), cudaSuccess);
+        ASSERT_EQ(MoeCountRoutes(d_ids.get(), max_tokens, k, d_n.get(), E, d_counters.get(),
+                                 nullptr),
+                  cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        std::vector<unsigned long long> want(E, 0);
+        for (int64_t p = 0; p < int64_t{n} * k; ++p) ++want[ids[p]];
+        EXPECT_EQ(d_counters.Read(), want);
+      }
+    }
+  }
   EXPECT_EQ(MoeCountTokens(nullptr, 2000, nullptr, nullptr), cudaErrorInvalidValue);
 }
 
