@@ -127,10 +127,45 @@ struct GpuTransformer::Impl {
   float* final_norm;
   double* inv_freq;
 
-  // Per-step metadata, uploaded in one copy: ids, positions, slots [T];
-  // query_start [S + 1]; logit_rows [T]; block tables [S, blocks] last.
+  // Per-step metadata, uploaded in one copy from pinned memory, at fixed
+  // offsets (a captured graph reads them there): see MetaLayout.
   int32_t* meta;
-  std::vector<int32_t> host_meta;
+  int32_t* host_meta = nullptr;  // pinned, the same size
+  // Sampling: tokens picked on the device, the logits rows the host samples
+  // and the expert counters, all read back through pinned memory.
+  int32_t* tokens = nullptr;
+  int32_t* host_tokens = nullptr;
+  float* host_logits = nullptr;  // [S, vocab]
+  unsigned long long* host_counts = nullptr;
+  std::vector<void*> pinned;
+  // Kernels run on `stream`: one of our own without a collective (CUDA
+  // graphs need one), the legacy default stream with one (the exchange's
+  // host staging and NCCL's stream are ordered against it).
+  cudaStream_t stream = nullptr;
+  bool own_stream = false;
+  // Captured decode steps, by (padded batch, block-table width).
+  struct Graph {
+    int n, blocks;
+    cudaGraphExec_t exec;
+    uint64_t last_used;
+  };
+  std::vector<Graph> graphs;
+  uint64_t graph_clock = 0;
+  uint64_t graph_captures = 0, graph_launches = 0;
+
+  ~Impl() {
+    for (Graph& g : graphs) cudaGraphExecDestroy(g.exec);
+    if (own_stream) cudaStreamDestroy(stream);
+    for (void* p : pinned) cudaFreeHost(p);
+  }
+  template <typename T>
+  absl::StatusOr<T*> Pinned(size_t n) {
+    void* p = nullptr;
+    MOE_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&p, std::max<size_t>(n, 1) * sizeof(T),
+                                           cudaHostAllocDefault));
+    pinned.push_back(p);
+    return static_cast<T*>(p);
+  }
   // Activations for up to T tokens.
   float *h, *q, *k, *v, *qn, *kn, *attn, *proj, *attn_ws, *rows_h, *logits;
   uint16_t* xb;
@@ -156,7 +191,31 @@ struct GpuTransformer::Impl {
   std::atomic<int64_t> a2a_nanos{0};
   std::atomic<uint64_t> a2a_bytes{0};
   std::unique_ptr<std::atomic<uint64_t>[]> tokens_per_expert;  // [local experts]
-  std::vector<unsigned long long> host_counts;
+
+  // Where each field of the metadata sits, in int32 units: uniform draws
+  // (double) [S], temperatures (float) [S], the batch's real token count,
+  // then ids, positions, slots, logit rows [T]; query_start [S + 1]; the
+  // block tables [S, blocks] last, so a step uploads only what it uses.
+  struct MetaLayout {
+    size_t uniform, temperature, count, ids, positions, slots, logit_rows, query_start, tables;
+  };
+  MetaLayout L;
+
+  // One step's shape, as the kernels see it (a captured graph's key).
+  struct StepShape {
+    int n = 0;               // token rows (padding included)
+    int seqs = 0;            // chunks (padding included)
+    int blocks = 1;          // block-table columns
+    int splits = 1;          // attention KV splits
+    int logit_rows = 0;      // rows of logits
+    bool sample = false;     // run the sampling kernel and read tokens back
+  };
+  // Enqueues the whole step on `stream`: the metadata upload, the layers,
+  // the logits of the first min(logit_rows, S) rows and, when sampling, the
+  // tokens into host_tokens. No host synchronisation without a collective,
+  // so it can be captured.
+  absl::Status Enqueue(const StepShape& shape);
+  absl::StatusOr<cudaGraphExec_t> GraphFor(const StepShape& shape);
 
   absl::Status MoeLocal(const Layer& d, int n);
   absl::Status MoeExchange(const Layer& d, int n);
@@ -192,11 +251,11 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
   }
   MOE_RETURN_IF_ERROR(CheckSupported(w));
   if (o.max_batch_tokens < 1 || o.max_batch_seqs < 1 || o.kv_blocks < 1 ||
-      o.kv_block_size < 1) {
+      o.kv_block_size < 1 || o.max_graphs < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "GPU options must be positive: max_batch_tokens ", o.max_batch_tokens,
         ", max_batch_seqs ", o.max_batch_seqs, ", kv_blocks ", o.kv_blocks, ", kv_block_size ",
-        o.kv_block_size));
+        o.kv_block_size, ", max_graphs ", o.max_graphs));
   }
   auto impl = std::make_unique<Impl>();
   Impl& m = *impl;
@@ -292,8 +351,8 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
                        a.Upload(kernels::cpu::RopeTable(c.head_dim, c.rope_theta).inv_freq()));
   m.weight_bytes = a.bytes();
 
-  // The KV pool.
-  const size_t pool = static_cast<size_t>(o.kv_blocks) * o.kv_block_size * kv_dim;
+  // The KV pool, and one more block that a graph's padding rows write to.
+  const size_t pool = static_cast<size_t>(o.kv_blocks + 1) * o.kv_block_size * kv_dim;
   for (Impl::Layer& d : m.layers) {
     MOE_ASSIGN_OR_RETURN(d.k_pool, a.Alloc<uint16_t>(pool));
     MOE_ASSIGN_OR_RETURN(d.v_pool, a.Alloc<uint16_t>(pool));
@@ -302,9 +361,27 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
 
   // Scratch.
   const size_t T = o.max_batch_tokens, S = o.max_batch_seqs, K = c.top_k;
-  const size_t meta = 4 * T + S + 1 + S * m.max_blocks_per_seq;
+  Impl::MetaLayout& L = m.L;
+  L.uniform = 0;
+  L.temperature = 2 * S;
+  L.count = 3 * S;
+  L.ids = 3 * S + 4;  // 16-byte aligned again
+  L.positions = L.ids + T;
+  L.slots = L.positions + T;
+  L.logit_rows = L.slots + T;
+  L.query_start = L.logit_rows + T;
+  L.tables = L.query_start + S + 1;
+  const size_t meta = L.tables + S * m.max_blocks_per_seq;
   MOE_ASSIGN_OR_RETURN(m.meta, a.Alloc<int32_t>(meta));
-  m.host_meta.reserve(meta);
+  MOE_ASSIGN_OR_RETURN(m.host_meta, m.Pinned<int32_t>(meta));
+  MOE_ASSIGN_OR_RETURN(m.tokens, a.Alloc<int32_t>(S));
+  MOE_ASSIGN_OR_RETURN(m.host_tokens, m.Pinned<int32_t>(S));
+  MOE_ASSIGN_OR_RETURN(m.host_logits, m.Pinned<float>(S * c.vocab_size));
+  MOE_ASSIGN_OR_RETURN(m.host_counts, m.Pinned<unsigned long long>(El));
+  if (o.collective == nullptr) {
+    MOE_CUDA_RETURN_IF_ERROR(cudaStreamCreate(&m.stream));
+    m.own_stream = true;
+  }
   MOE_ASSIGN_OR_RETURN(m.h, a.Alloc<float>(T * H));
   MOE_ASSIGN_OR_RETURN(m.q, a.Alloc<float>(T * q_dim));
   MOE_ASSIGN_OR_RETURN(m.k, a.Alloc<float>(T * kv_dim));
@@ -331,7 +408,6 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
   MOE_ASSIGN_OR_RETURN(m.expert_counts, a.Alloc<unsigned long long>(El));
   MOE_CUDA_RETURN_IF_ERROR(cudaMemset(m.expert_counts, 0, sizeof(unsigned long long) * El));
   m.tokens_per_expert = std::make_unique<std::atomic<uint64_t>[]>(std::max(El, 1));
-  m.host_counts.assign(El, 0);
   // Expert rows: this rank's own (T * k), or up to T * k from every rank.
   size_t expert_rows = T * K;
   if (o.collective != nullptr) {
@@ -367,13 +443,16 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
 absl::Status GpuTransformer::Impl::MoeLocal(const Layer& d, int n) {
   const int H = c.hidden_size, E = c.num_experts, I = c.moe_intermediate_size, K = c.top_k;
   const int rows = n * K;
-  cudaStream_t st = nullptr;
+  cudaStream_t st = stream;
   MOE_CUDA_RETURN_IF_ERROR(cuda::MoeRouterLogits(xb, n, H, d.router, E, router_logits, st));
   MOE_CUDA_RETURN_IF_ERROR(
       cuda::MoeTopK(router_logits, n, E, K, c.norm_topk_prob, route_ids, route_w, st));
   MOE_CUDA_RETURN_IF_ERROR(cuda::MoePermute(route_ids, n, K, E, offsets, active, active_count,
                                             row_token, pair_row, st));
-  MOE_CUDA_RETURN_IF_ERROR(cuda::MoeCountTokens(offsets, E, expert_counts, st));
+  // Counted from the routes of the real tokens only (a graph's batch is
+  // padded; the real count is in the metadata).
+  MOE_CUDA_RETURN_IF_ERROR(
+      cuda::MoeCountRoutes(route_ids, n, K, meta + L.count, E, expert_counts, st));
   MOE_CUDA_RETURN_IF_ERROR(cuda::MoeGateUp(xb, H, I, d.gate_up, E, offsets, active, active_count,
                                            rows, row_token, hh, st));
   MOE_CUDA_RETURN_IF_ERROR(
@@ -487,21 +566,180 @@ absl::Status GpuTransformer::Impl::MoeExchange(const Layer& d, int n) {
   return absl::OkStatus();
 }
 
+absl::Status GpuTransformer::Impl::Enqueue(const StepShape& sh) {
+  const int H = c.hidden_size;
+  const int q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  const int n = sh.n;
+  cudaStream_t st = stream;
+  const size_t upload = L.tables + static_cast<size_t>(sh.seqs) * sh.blocks;
+  MOE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(meta, host_meta, upload * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, st));
+  const int32_t* d_ids = meta + L.ids;
+  const int32_t* d_positions = meta + L.positions;
+  const int32_t* d_slots = meta + L.slots;
+  const int32_t* d_logit_rows = meta + L.logit_rows;
+  const int32_t* d_query_start = meta + L.query_start;
+  const int32_t* d_tables = meta + L.tables;
+  const float eps = c.rms_norm_eps;
+  cuda::PagedAttentionShape shape;
+  shape.num_heads = c.num_heads;
+  shape.num_kv_heads = c.num_kv_heads;
+  shape.head_dim = c.head_dim;
+  shape.block_size = o.kv_block_size;
+  shape.window = c.sliding_window.value_or(0);
+  if (n > 0) MOE_CUDA_RETURN_IF_ERROR(cuda::EmbeddingGather(embed, c.vocab_size, H, d_ids, n, h, st));
+  for (const Layer& d : layers) {
+    if (n > 0) {
+      MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNormToBf16(h, n, H, d.input_norm, eps, nullptr, xb, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, n, H, d.q, q_dim, q, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, n, H, d.k, kv_dim, k, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, n, H, d.v, kv_dim, v, st));
+      // q and k as RoPE and attention read them: normed into qn / kn, or the
+      // projections themselves.
+      float* qr = q;
+      float* kr = k;
+      switch (c.qk_norm) {
+        case QkNorm::kPerHead:
+          MOE_CUDA_RETURN_IF_ERROR(
+              cuda::RmsNorm(q, int64_t{n} * c.num_heads, c.head_dim, d.q_norm, eps, qn, st));
+          MOE_CUDA_RETURN_IF_ERROR(
+              cuda::RmsNorm(k, int64_t{n} * c.num_kv_heads, c.head_dim, d.k_norm, eps, kn, st));
+          qr = qn;
+          kr = kn;
+          break;
+        case QkNorm::kWholeProjection:
+          MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(q, n, q_dim, d.q_norm, eps, qn, st));
+          MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(k, n, kv_dim, d.k_norm, eps, kn, st));
+          qr = qn;
+          kr = kn;
+          break;
+        case QkNorm::kNone:
+          break;
+      }
+      MOE_CUDA_RETURN_IF_ERROR(
+          cuda::Rope(qr, n, c.num_heads, c.head_dim, d_positions, inv_freq, st));
+      MOE_CUDA_RETURN_IF_ERROR(
+          cuda::Rope(kr, n, c.num_kv_heads, c.head_dim, d_positions, inv_freq, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::AppendKv(kr, v, n, kv_dim, d_slots, d.k_pool, d.v_pool, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::PagedAttention(
+          shape, qr, n, d_positions, d_query_start, sh.seqs, d_tables, sh.blocks, d.k_pool,
+          d.v_pool, sh.splits, sh.splits > 1 ? attn_ws : nullptr, attn, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::FloatToBf16(attn, int64_t{n} * q_dim, xb, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, n, q_dim, d.o, H, proj, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::AddInPlace(h, proj, int64_t{n} * H, st));
+      MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNormToBf16(h, n, H, d.post_norm, eps, nullptr, xb, st));
+    }
+    if (o.collective != nullptr) {
+      MOE_RETURN_IF_ERROR(MoeExchange(d, n));
+    } else if (n > 0) {
+      MOE_RETURN_IF_ERROR(MoeLocal(d, n));
+    }
+    if (n > 0) MOE_CUDA_RETURN_IF_ERROR(cuda::AddInPlace(h, proj, int64_t{n} * H, st));
+  }
+  // The first piece of logits (the caller fetches the rest); sampled, its
+  // tokens straight to pinned memory.
+  const int rows = std::min(sh.logit_rows, logit_rows_cap);
+  if (rows > 0) {
+    MOE_CUDA_RETURN_IF_ERROR(cuda::GatherRows(h, int64_t{H} * 4, d_logit_rows, rows, rows_h, st));
+    MOE_CUDA_RETURN_IF_ERROR(
+        cuda::RmsNormToBf16(rows_h, rows, H, final_norm, eps, nullptr, xb, st));
+    MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, rows, H, lm_head, c.vocab_size, logits, st));
+    if (sh.sample) {
+      MOE_CUDA_RETURN_IF_ERROR(cuda::SampleFromLogits(
+          logits, rows, c.vocab_size, reinterpret_cast<const float*>(meta + L.temperature),
+          reinterpret_cast<const double*>(meta + L.uniform), tokens, st));
+      MOE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_tokens, tokens, sizeof(int32_t) * rows,
+                                               cudaMemcpyDeviceToHost, st));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<cudaGraphExec_t> GpuTransformer::Impl::GraphFor(const StepShape& sh) {
+  ++graph_clock;
+  for (Graph& g : graphs) {
+    if (g.n == sh.n && g.blocks == sh.blocks) {
+      g.last_used = graph_clock;
+      return g.exec;
+    }
+  }
+  if (static_cast<int>(graphs.size()) >= o.max_graphs) {
+    auto lru = std::min_element(graphs.begin(), graphs.end(), [](const Graph& a, const Graph& b) {
+      return a.last_used < b.last_used;
+    });
+    cudaGraphExecDestroy(lru->exec);
+    graphs.erase(lru);
+  }
+  MOE_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const absl::Status enqueued = Enqueue(sh);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  MOE_RETURN_IF_ERROR(enqueued);
+  MOE_CUDA_RETURN_IF_ERROR(ended);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  MOE_CUDA_RETURN_IF_ERROR(made);
+  graphs.push_back({sh.n, sh.blocks, exec, graph_clock});
+  ++graph_captures;
+  return exec;
+}
+
+namespace {
+
+// A graph's batch: 1, 2, 4, then multiples of 8 (vLLM's capture sizes).
+int GraphBatch(int n) {
+  if (n <= 4) return n <= 1 ? 1 : n <= 2 ? 2 : 4;
+  return (n + 7) / 8 * 8;
+}
+
+int NextPowerOfTwo(int v) {
+  int p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+}  // namespace
+
 absl::Status GpuTransformer::Forward(absl::Span<const SequenceChunk> batch,
                                      std::vector<float>* logits) {
+  return Step(batch, {}, logits, nullptr, nullptr);
+}
+
+absl::Status GpuTransformer::ForwardSampled(absl::Span<const SequenceChunk> batch,
+                                            absl::Span<const RowSampling> rows,
+                                            std::vector<int32_t>* tokens,
+                                            const float** host_logits) {
+  if (rows.size() != batch.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling for ", rows.size(),
+                                                   " rows, but the batch has ", batch.size(),
+                                                   " chunks"));
+  }
+  for (const SequenceChunk& ch : batch) {
+    if (ch.all_logits) return absl::InvalidArgumentError("ForwardSampled takes no all_logits chunk");
+  }
+  return Step(batch, rows, nullptr, tokens, host_logits);
+}
+
+absl::Status GpuTransformer::Step(absl::Span<const SequenceChunk> batch,
+                                  absl::Span<const RowSampling> sampling,
+                                  std::vector<float>* logits, std::vector<int32_t>* tokens,
+                                  const float** host_logits) {
   Impl& m = *impl_;
   const ModelConfig& c = m.c;
   const int H = c.hidden_size;
-  const int q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
   const int bs = m.o.kv_block_size;
+  const bool sampled = tokens != nullptr;
   MOE_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.o.device));
 
-  // Check the batch and lay out its metadata on the host.
+  // Check the batch.
   int64_t total = 0;
   int blocks = 1;  // columns of the block tables: the batch's longest
+  bool decode = !batch.empty();  // every chunk one token, one logits row
   for (const SequenceChunk& ch : batch) {
     const int64_t len = static_cast<int64_t>(ch.tokens.size());
     total += len;
+    decode = decode && len == 1 && !ch.all_logits;
     if (ch.cache == nullptr) return absl::InvalidArgumentError("a chunk without a KV cache");
     if (ch.cache->pool().block_size() != bs || ch.cache->pool().num_blocks() > m.o.kv_blocks) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -529,24 +767,47 @@ absl::Status GpuTransformer::Forward(absl::Span<const SequenceChunk> batch,
         m.o.max_batch_tokens, " tokens in ", m.o.max_batch_seqs, " chunks"));
   }
   const int n = static_cast<int>(total);
-  const int T = m.o.max_batch_tokens;
-  std::vector<int32_t>& meta = m.host_meta;
-  meta.assign(4 * static_cast<size_t>(T) + S + 1 + static_cast<size_t>(S) * blocks, 0);
-  int32_t* ids = meta.data();
-  int32_t* positions = ids + T;
-  int32_t* slots = positions + T;
-  int32_t* logit_rows = slots + T;
-  int32_t* query_start = logit_rows + T;
-  int32_t* tables = query_start + S + 1;
+
+  // The shape: a decode step of a sampled forward pass without a collective
+  // runs as a graph, its batch padded up to a capture size with rows that
+  // read and write only the spare KV block (kv_blocks), and its block
+  // tables padded to a power of two.
+  Impl::StepShape sh;
+  const bool graph = sampled && decode && m.o.cuda_graphs && m.o.collective == nullptr;
+  if (graph) {
+    sh.n = std::min({GraphBatch(n), m.o.max_batch_seqs, m.o.max_batch_tokens});
+    sh.seqs = sh.n;
+    sh.blocks = std::min(NextPowerOfTwo(blocks), m.max_blocks_per_seq);
+  } else {
+    sh.n = n;
+    sh.seqs = S;
+    sh.blocks = blocks;
+  }
+  sh.sample = sampled;
+
+  // Lay out the metadata in pinned memory.
+  int32_t* meta = m.host_meta;
+  const Impl::MetaLayout& L = m.L;
+  std::memset(meta + L.query_start, 0,
+              sizeof(int32_t) * (m.o.max_batch_seqs + 1 + static_cast<size_t>(sh.seqs) * sh.blocks));
+  int32_t* ids = meta + L.ids;
+  int32_t* positions = meta + L.positions;
+  int32_t* slots = meta + L.slots;
+  int32_t* logit_rows = meta + L.logit_rows;
+  int32_t* query_start = meta + L.query_start;
+  int32_t* tables = meta + L.tables;
+  meta[L.count] = n;
   int num_logit_rows = 0, row = 0, max_kv_len = 1;
   for (int s = 0; s < S; ++s) {
     const SequenceChunk& ch = batch[s];
     const std::vector<int32_t>& table = ch.cache->blocks();
-    for (int b = 0; b < blocks && b < static_cast<int>(table.size()); ++b) {
+    for (int b = 0; b < sh.blocks && b < static_cast<int>(table.size()); ++b) {
       if (table[b] < 0 || table[b] >= m.o.kv_blocks) {
-        return absl::InvalidArgumentError(absl::StrCat("KV block ", table[b], " is outside the GPU pool of ", m.o.kv_blocks));
+        return absl::InvalidArgumentError(absl::StrCat("KV block ", table[b],
+                                                       " is outside the GPU pool of ",
+                                                       m.o.kv_blocks));
       }
-      tables[static_cast<size_t>(s) * blocks + b] = table[b];
+      tables[static_cast<size_t>(s) * sh.blocks + b] = table[b];
     }
     query_start[s] = row;
     const int len = static_cast<int>(ch.tokens.size());
@@ -559,109 +820,105 @@ absl::Status GpuTransformer::Forward(absl::Span<const SequenceChunk> batch,
     }
     max_kv_len = std::max(max_kv_len, ch.start + len);
   }
-  query_start[S] = row;
-  // Everything up in one copy (legacy stream: ordered before the kernels).
-  MOE_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(m.meta, meta.data(), meta.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-  const int32_t* d_ids = m.meta;
-  const int32_t* d_positions = d_ids + T;
-  const int32_t* d_slots = d_positions + T;
-  const int32_t* d_logit_rows = d_slots + T;
-  const int32_t* d_query_start = d_logit_rows + T;
-  const int32_t* d_tables = d_query_start + S + 1;
+  // Padding rows: token 0 at position 0 of a sequence of its own, in the
+  // spare block.
+  for (int s = S; s < sh.seqs; ++s, ++row) {
+    tables[static_cast<size_t>(s) * sh.blocks] = m.o.kv_blocks;
+    query_start[s] = row;
+    ids[row] = 0;
+    positions[row] = 0;
+    slots[row] = m.o.kv_blocks * bs;
+    logit_rows[num_logit_rows++] = row;
+  }
+  query_start[sh.seqs] = row;
+  sh.logit_rows = num_logit_rows;
+  if (sampled) {
+    auto* temperature = reinterpret_cast<float*>(meta + L.temperature);
+    auto* uniform = reinterpret_cast<double*>(meta + L.uniform);
+    for (int r = 0; r < sh.logit_rows; ++r) {
+      const bool device = r < S && sampling[r].where == RowSampling::kDevice;
+      temperature[r] = device ? sampling[r].temperature : 0.0f;
+      uniform[r] = device ? sampling[r].uniform : 0.0;
+    }
+  }
+  cuda::PagedAttentionShape attention;
+  attention.num_heads = c.num_heads;
+  attention.num_kv_heads = c.num_kv_heads;
+  attention.head_dim = c.head_dim;
+  attention.block_size = bs;
+  attention.window = c.sliding_window.value_or(0);
+  // A graph's split count must hold for any context its block tables fit.
+  const int kv_len_for_splits = graph ? sh.blocks * bs : max_kv_len;
+  sh.splits = cuda::PagedAttentionNumSplits(sh.n, attention, kv_len_for_splits, m.num_sms);
+  while (sh.splits > 1 && cuda::PagedAttentionWorkspaceFloats(sh.n, c.num_heads, c.head_dim,
+                                                              sh.splits) >
+                              kAttentionWorkspaceFloats) {
+    sh.splits /= 2;
+  }
 
-  cudaStream_t st = nullptr;
-  const float eps = c.rms_norm_eps;
-  cuda::PagedAttentionShape shape;
-  shape.num_heads = c.num_heads;
-  shape.num_kv_heads = c.num_kv_heads;
-  shape.head_dim = c.head_dim;
-  shape.block_size = bs;
-  shape.window = c.sliding_window.value_or(0);
-  int splits = cuda::PagedAttentionNumSplits(n, shape, max_kv_len, m.num_sms);
-  while (splits > 1 && cuda::PagedAttentionWorkspaceFloats(n, c.num_heads, c.head_dim, splits) >
-                           kAttentionWorkspaceFloats) {
-    splits /= 2;
+  cudaStream_t st = m.stream;
+  if (graph) {
+    MOE_ASSIGN_OR_RETURN(cudaGraphExec_t exec, m.GraphFor(sh));
+    MOE_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(exec, st));
+    ++m.graph_launches;
+  } else {
+    MOE_RETURN_IF_ERROR(m.Enqueue(sh));
   }
-  if (n > 0) {
-    MOE_CUDA_RETURN_IF_ERROR(cuda::EmbeddingGather(m.embed, c.vocab_size, H, d_ids, n, m.h, st));
-  }
-  for (const Impl::Layer& d : m.layers) {
-    if (n > 0) {
-      MOE_CUDA_RETURN_IF_ERROR(
-          cuda::RmsNormToBf16(m.h, n, H, d.input_norm, eps, nullptr, m.xb, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, H, d.q, q_dim, m.q, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, H, d.k, kv_dim, m.k, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, H, d.v, kv_dim, m.v, st));
-      // q and k as RoPE and attention read them: normed into qn / kn, or the
-      // projections themselves.
-      float* q = m.q;
-      float* k = m.k;
-      switch (c.qk_norm) {
-        case QkNorm::kPerHead:
-          MOE_CUDA_RETURN_IF_ERROR(
-              cuda::RmsNorm(m.q, int64_t{n} * c.num_heads, c.head_dim, d.q_norm, eps, m.qn, st));
-          MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(m.k, int64_t{n} * c.num_kv_heads, c.head_dim,
-                                                 d.k_norm, eps, m.kn, st));
-          q = m.qn;
-          k = m.kn;
-          break;
-        case QkNorm::kWholeProjection:
-          MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(m.q, n, q_dim, d.q_norm, eps, m.qn, st));
-          MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNorm(m.k, n, kv_dim, d.k_norm, eps, m.kn, st));
-          q = m.qn;
-          k = m.kn;
-          break;
-        case QkNorm::kNone:
-          break;
+  if (sampled) {
+    // The host rows' logits, each to its place in pinned memory (a serving
+    // step has one row per chunk, so Enqueue computed them all).
+    int host_rows = 0;
+    for (int r = 0; r < S; ++r) {
+      if (sampling[r].where != RowSampling::kHost) continue;
+      MOE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+          m.host_logits + static_cast<size_t>(host_rows++) * c.vocab_size,
+          m.logits + static_cast<size_t>(r) * c.vocab_size, sizeof(float) * c.vocab_size,
+          cudaMemcpyDeviceToHost, st));
+    }
+  } else {
+    // Every row's logits: the first piece is computed; the rest in pieces
+    // of up to logit_rows_cap rows.
+    const size_t first = logits->size();
+    logits->resize(first + static_cast<size_t>(num_logit_rows) * c.vocab_size);
+    for (int done = 0; done < num_logit_rows; done += m.logit_rows_cap) {
+      const int rows = std::min(m.logit_rows_cap, num_logit_rows - done);
+      if (done > 0) {
+        const float eps = c.rms_norm_eps;
+        MOE_CUDA_RETURN_IF_ERROR(cuda::GatherRows(m.h, int64_t{H} * 4,
+                                                  m.meta + L.logit_rows + done, rows, m.rows_h,
+                                                  st));
+        MOE_CUDA_RETURN_IF_ERROR(
+            cuda::RmsNormToBf16(m.rows_h, rows, H, m.final_norm, eps, nullptr, m.xb, st));
+        MOE_CUDA_RETURN_IF_ERROR(
+            cuda::LinearBf16(m.xb, rows, H, m.lm_head, c.vocab_size, m.logits, st));
       }
-      MOE_CUDA_RETURN_IF_ERROR(
-          cuda::Rope(q, n, c.num_heads, c.head_dim, d_positions, m.inv_freq, st));
-      MOE_CUDA_RETURN_IF_ERROR(
-          cuda::Rope(k, n, c.num_kv_heads, c.head_dim, d_positions, m.inv_freq, st));
-      MOE_CUDA_RETURN_IF_ERROR(
-          cuda::AppendKv(k, m.v, n, kv_dim, d_slots, d.k_pool, d.v_pool, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::PagedAttention(shape, q, n, d_positions, d_query_start, S,
-                                                    d_tables, blocks, d.k_pool, d.v_pool, splits,
-                                                    splits > 1 ? m.attn_ws : nullptr, m.attn,
-                                                    st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::FloatToBf16(m.attn, int64_t{n} * q_dim, m.xb, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, n, q_dim, d.o, H, m.proj, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::AddInPlace(m.h, m.proj, int64_t{n} * H, st));
-      MOE_CUDA_RETURN_IF_ERROR(cuda::RmsNormToBf16(m.h, n, H, d.post_norm, eps, nullptr, m.xb, st));
+      MOE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+          logits->data() + first + static_cast<size_t>(done) * c.vocab_size, m.logits,
+          sizeof(float) * rows * c.vocab_size, cudaMemcpyDeviceToHost, st));
     }
-    if (m.o.collective != nullptr) {
-      MOE_RETURN_IF_ERROR(m.MoeExchange(d, n));
-    } else if (n > 0) {
-      MOE_RETURN_IF_ERROR(m.MoeLocal(d, n));
-    }
-    if (n > 0) MOE_CUDA_RETURN_IF_ERROR(cuda::AddInPlace(m.h, m.proj, int64_t{n} * H, st));
-  }
-  // The requested rows' logits, in pieces of up to logit_rows_cap rows.
-  const size_t first = logits->size();
-  logits->resize(first + static_cast<size_t>(num_logit_rows) * c.vocab_size);
-  for (int done = 0; done < num_logit_rows; done += m.logit_rows_cap) {
-    const int rows = std::min(m.logit_rows_cap, num_logit_rows - done);
-    MOE_CUDA_RETURN_IF_ERROR(
-        cuda::GatherRows(m.h, int64_t{H} * 4, d_logit_rows + done, rows, m.rows_h, st));
-    MOE_CUDA_RETURN_IF_ERROR(
-        cuda::RmsNormToBf16(m.rows_h, rows, H, m.final_norm, eps, nullptr, m.xb, st));
-    MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(m.xb, rows, H, m.lm_head, c.vocab_size, m.logits, st));
-    MOE_CUDA_RETURN_IF_ERROR(cudaMemcpy(logits->data() + first + static_cast<size_t>(done) * c.vocab_size,
-                                        m.logits, sizeof(float) * rows * c.vocab_size,
-                                        cudaMemcpyDeviceToHost));
   }
   // Tokens per expert, for the metrics.
   if (m.local_experts > 0) {
-    MOE_CUDA_RETURN_IF_ERROR(cudaMemcpy(m.host_counts.data(), m.expert_counts,
-                                        sizeof(unsigned long long) * m.local_experts,
-                                        cudaMemcpyDeviceToHost));
-    for (int e = 0; e < m.local_experts; ++e) {
-      m.tokens_per_expert[e].store(m.host_counts[e], std::memory_order_relaxed);
-    }
+    MOE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.host_counts, m.expert_counts,
+                                             sizeof(unsigned long long) * m.local_experts,
+                                             cudaMemcpyDeviceToHost, st));
   }
+  MOE_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st));
   MOE_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  for (int e = 0; e < m.local_experts; ++e) {
+    m.tokens_per_expert[e].store(m.host_counts[e], std::memory_order_relaxed);
+  }
+  if (sampled) {
+    tokens->assign(S, -1);
+    for (int r = 0; r < S; ++r) {
+      if (sampling[r].where == RowSampling::kDevice) (*tokens)[r] = m.host_tokens[r];
+    }
+    *host_logits = m.host_logits;
+  }
   return absl::OkStatus();
 }
+
+uint64_t GpuTransformer::graph_captures() const { return impl_->graph_captures; }
+uint64_t GpuTransformer::graph_launches() const { return impl_->graph_launches; }
 
 }  // namespace moeserve

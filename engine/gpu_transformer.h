@@ -15,10 +15,25 @@
 // kv_blocks blocks of kv_block_size positions per layer, addressed by the
 // block ids of the engine's KvBlockPool (which keeps no host copy).
 //
-// Per step: the token ids, positions, KV slots and block tables go up in one
-// copy; the layers run on the legacy default stream; the logits of the
-// requested rows come back (the engine samples on the host, so every
-// sampling option of engine/sampler.h applies unchanged).
+// Per step: the token ids, positions, KV slots, block tables and sampling
+// inputs go up in one copy from pinned memory. Forward brings back the
+// logits of the requested rows. ForwardSampled (what the serving engine
+// calls) picks greedy and plain-temperature tokens on the device
+// (SampleFromLogits, the host Sampler's arithmetic, with the draw the engine
+// took from the request's generator) and brings back only the tokens and
+// the logits rows whose sampling needs the host (penalties, truncation,
+// log-probs), through pinned buffers. One host synchronisation per step.
+//
+// CUDA graphs: without a collective, a sampled decode step (every chunk one
+// token) runs as one graph launch: the upload, every layer, lm_head, the
+// sampling and the tokens' copy back. Graphs are captured on first use, one
+// per (batch rounded up to 1, 2, 4 or a multiple of 8; block-table width
+// rounded up to a power of two), at most max_graphs kept (the least
+// recently used is dropped). Padding rows are token 0 at position 0 in one
+// spare KV block (the pool holds kv_blocks + 1); the tokens-per-expert
+// counters count only the real rows. Prefill, mixed steps and steps with a
+// collective (whose exchange waits on the host at every layer) launch
+// kernel by kernel.
 //
 // Experts: with no collective, every expert is on this GPU and the MoE block
 // never leaves it. With an expert-parallel group, this rank holds experts
@@ -62,6 +77,8 @@ struct GpuOptions {
   int max_batch_seqs = 256;      // chunks of one Forward
   int kv_blocks = 1024;          // the device KV pool, per layer
   int kv_block_size = 16;        // positions per block
+  bool cuda_graphs = true;       // false: every step eager (vLLM's --enforce-eager)
+  int max_graphs = 64;           // captured decode graphs kept
   // The expert-parallel group, or null when `weights` holds every expert.
   // Every rank must use the same max_batch_tokens.
   Collective* collective = nullptr;
@@ -87,6 +104,16 @@ class GpuTransformer : public ForwardPass, public ExpertTraffic {
   bool kv_on_host() const override { return false; }
   absl::Status Forward(absl::Span<const SequenceChunk> batch,
                        std::vector<float>* logits) override;
+  // ForwardPass::ForwardSampled; also INVALID_ARGUMENT for an all_logits
+  // chunk (one row per chunk).
+  bool samples_on_device() const override { return true; }
+  absl::Status ForwardSampled(absl::Span<const SequenceChunk> batch,
+                              absl::Span<const RowSampling> rows, std::vector<int32_t>* tokens,
+                              const float** host_logits) override;
+
+  // Decode graphs captured and launched so far.
+  uint64_t graph_captures() const;
+  uint64_t graph_launches() const;
 
   // ExpertTraffic (zero bytes and seconds without a collective).
   double all_to_all_seconds() const override;
@@ -101,6 +128,11 @@ class GpuTransformer : public ForwardPass, public ExpertTraffic {
 
  private:
   explicit GpuTransformer(std::unique_ptr<Impl> impl);
+  // Forward (tokens null: every requested row's logits appended to *logits)
+  // or ForwardSampled.
+  absl::Status Step(absl::Span<const SequenceChunk> batch, absl::Span<const RowSampling> sampling,
+                    std::vector<float>* logits, std::vector<int32_t>* tokens,
+                    const float** host_logits);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -22,6 +22,13 @@ const ModelConfig& GpuTransformer::config() const { return impl_->c; }
 absl::Status GpuTransformer::Forward(absl::Span<const SequenceChunk>, std::vector<float>*) {
   return absl::FailedPreconditionError("built without CUDA");
 }
+absl::Status GpuTransformer::ForwardSampled(absl::Span<const SequenceChunk>,
+                                            absl::Span<const RowSampling>, std::vector<int32_t>*,
+                                            const float**) {
+  return absl::FailedPreconditionError("built without CUDA");
+}
+uint64_t GpuTransformer::graph_captures() const { return 0; }
+uint64_t GpuTransformer::graph_launches() const { return 0; }
 double GpuTransformer::all_to_all_seconds() const { return 0; }
 uint64_t GpuTransformer::all_to_all_bytes() const { return 0; }
 uint64_t GpuTransformer::expert_tokens(int) const { return 0; }
