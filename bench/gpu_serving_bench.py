@@ -1,18 +1,25 @@
 #!/usr/bin/python3
 """Decode throughput of one GPU worker serving through the whole stack
-(router, gRPC, the engine's scheduler and host-side sampling), on a
+(router, gRPC, the engine's scheduler, sampling on the device), on a
 Qwen3-30B-A3B-shaped model cut to a few layers with random bf16 weights.
 
     bench/gpu_serving_bench.py [--model DIR] [--layers 2] [--concurrency 1,64]
+                               [--modes graphs,eager]
 
-Makes the model with bench/make_bench_model.py when DIR has none, starts
-`moeserve local --workers 1 --device cuda:0`, and for each concurrency C
-starts C `moeserve generate` clients at once, each asking for --tokens
-greedy tokens (--ignore-eos) after a 16-token prompt. Output tokens/s is
-C * tokens over the wall time from the first client's start to the last
-one's end (client start-up and prefill included, so it is a lower bound on
-the decode rate); the median of --repeats runs is printed. Only the
-standard library (numpy for making the model), so it runs on the GPU machine.
+Makes the model with bench/make_bench_model.py when DIR has none, and for
+each mode (graphs: the worker's default, decode steps replayed as CUDA
+graphs; eager: --enforce-eager) starts `moeserve local --workers 1 --device
+cuda:0` and for each concurrency C starts C `moeserve generate` clients at
+once, each asking for --tokens tokens (--ignore-eos, --temperature) after a
+16-token prompt. Two rates, each the median of --repeats runs:
+  - wall tok/s: C * tokens over the wall time from the first client's start
+    to the last one's end (client start-up and prefill included: a lower
+    bound);
+  - decode tok/s: the sum over the C streams of (tokens - 1) / (time from
+    its first token to its end), as each client reports it: the rate while
+    the streams decode together (vLLM's 1 / TPOT, summed).
+Only the standard library (numpy for making the model), so it runs on the
+GPU machine.
 
 The roofline is the bytes one decode step must read (attention and router
 weights of every layer, the experts the batch hits, lm_head; KV cache of a
@@ -22,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -66,6 +74,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--copy-gbps", type=float, default=0)
     p.add_argument("--device", default="cuda:0")
+    p.add_argument("--modes", default="graphs,eager")
+    p.add_argument("--temperature", type=float, default=0.0)
     a = p.parse_args()
     if not os.path.exists(os.path.join(a.model, "model.safetensors")):
         make_model(a.model, a.layers)
@@ -73,11 +83,43 @@ def main():
         config = json.load(f)
     layers, vocab = config["num_hidden_layers"], config["vocab_size"]
     levels = [int(c) for c in a.concurrency.split(",")]
+    modes = a.modes.split(",")
+    rows = {}
+    for mode in modes:
+        if mode not in ("graphs", "eager"):
+            print(f"unknown mode {mode}")
+            return 2
+        rows[mode] = run_mode(a, mode, levels, layers, vocab)
+        if rows[mode] is None:
+            return 1
+    print(f"\nGPU worker, {layers}-layer Qwen3-30B-A3B-shaped model, {a.tokens} tokens per "
+          f"request, temperature {a.temperature}")
+    print(f"{'mode':>7} {'concurrency':>11} {'wall tok/s':>10} {'decode tok/s':>12} "
+          f"{'MB/step':>8} {'roofline tok/s':>15} {'decode/roofline':>15}")
+    for mode in modes:
+        for c, wall, decode, mb, roof in rows[mode]:
+            share = f"{100 * decode / roof:.1f} %" if roof else "-"
+            print(f"{mode:>7} {c:>11} {wall:>10.0f} {decode:>12.0f} {mb:>8.0f} {roof:>15.0f} "
+                  f"{share:>15}")
+    if "graphs" in rows and "eager" in rows:
+        for (c, gw, gd, _, _), (_, ew, ed, _, _) in zip(rows["graphs"], rows["eager"]):
+            print(f"concurrency {c}: graphs / eager = {gd / ed:.2f}x decode, "
+                  f"{gw / ew:.2f}x wall")
+    return 0
+
+
+STATS = re.compile(r"\[(\d+) prompt tokens, (\d+) generated, .*time to first token "
+                   r"([0-9.]+) s, ([0-9.]+) tokens/s after it\]")
+
+
+def run_mode(a, mode, levels, layers, vocab):
     t0 = time.time()
-    proc = subprocess.Popen([BIN, "local", "--model", a.model, "--workers", "1", "--device",
-                             a.device, "--grpc-port", "0", "--max-num-seqs", str(max(levels)),
-                             "--kv-cache-bytes", str(4 << 30)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [BIN, "local", "--model", a.model, "--workers", "1", "--device", a.device,
+           "--grpc-port", "0", "--max-num-seqs", str(max(levels)), "--kv-cache-bytes",
+           str(4 << 30)]
+    if mode == "eager":
+        cmd.append("--enforce-eager")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     target, lines = None, []
     for line in proc.stdout:
         lines.append(line.rstrip())
@@ -86,9 +128,9 @@ def main():
             break
     if target is None:
         print("the cluster did not start:\n" + "\n".join(lines))
-        return 1
+        return None
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    print(f"cluster ready in {time.time() - t0:.1f} s: "
+    print(f"[{mode}] cluster ready in {time.time() - t0:.1f} s: "
           + "; ".join(l for l in lines if "device=" in l), flush=True)
     rng = random.Random(1)
 
@@ -97,39 +139,40 @@ def main():
                    for _ in range(c)]
         start = time.time()
         procs = [subprocess.Popen([BIN, "generate", "--target", target, "--prompt-ids", pr,
-                                   "--max-tokens", str(a.tokens), "--ignore-eos", "--format",
-                                   "json"], stdout=subprocess.PIPE, text=True)
-                 for pr in prompts]
-        got = 0
+                                   "--max-tokens", str(a.tokens), "--ignore-eos",
+                                   "--temperature", str(a.temperature), "--seed", str(i),
+                                   "--format", "text"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for i, pr in enumerate(prompts)]
+        got, decode = 0, 0.0
         for pc in procs:
-            out, _ = pc.communicate(timeout=300)
-            got += len(json.loads(out)["token_ids"])
+            _, err = pc.communicate(timeout=300)
+            m = STATS.search(err)
+            if pc.returncode != 0 or m is None:
+                raise SystemExit(f"a client failed (exit {pc.returncode}): {err}")
+            got += int(m.group(2))
+            decode += float(m.group(4))
         wall = time.time() - start
         if got != c * a.tokens:
             raise SystemExit(f"concurrency {c}: {got} tokens, wanted {c * a.tokens}")
-        return got / wall
+        return got / wall, decode
 
     one_round(1)  # warm-up
     rows = []
     try:
         for c in levels:
-            rates = [one_round(c) for _ in range(a.repeats)]
-            rate = statistics.median(rates)
+            runs = [one_round(c) for _ in range(a.repeats)]
+            wall = statistics.median(r[0] for r in runs)
+            decode = statistics.median(r[1] for r in runs)
             mb = step_bytes(c, layers) / 1e6
             roof = (a.copy_gbps * 1e9 / (mb * 1e6)) * c if a.copy_gbps > 0 else 0
-            rows.append((c, rate, mb, roof))
-            print(f"concurrency {c}: {rate:.0f} output tok/s (median of "
-                  f"{', '.join(f'{r:.0f}' for r in rates)})", flush=True)
+            rows.append((c, wall, decode, mb, roof))
+            print(f"[{mode}] concurrency {c}: {wall:.0f} wall tok/s, {decode:.0f} decode tok/s "
+                  f"(medians of {a.repeats})", flush=True)
     finally:
         proc.terminate()
         proc.wait(60)
-    print(f"\nGPU worker, {layers}-layer Qwen3-30B-A3B-shaped model, {a.tokens} tokens per "
-          f"request (client start-up included)")
-    print(f"{'concurrency':>11} {'tok/s':>8} {'MB/step':>8} {'roofline tok/s':>15} {'of roofline':>11}")
-    for c, rate, mb, roof in rows:
-        share = f"{100 * rate / roof:.1f} %" if roof else "-"
-        print(f"{c:>11} {rate:>8.0f} {mb:>8.0f} {roof:>15.0f} {share:>11}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

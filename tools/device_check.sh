@@ -294,19 +294,19 @@ main() {
   local serve_lines="" serve_note=""
   if [[ -x "$bundle/bench/moeserve" ]]; then
     section "the GPU worker serving (bench/gpu_serving_bench.py)"
-    limit=$(time_left 200 0)
+    limit=$(time_left 240 0)
     if ! timeout 30 nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
       serve_note="skipped (no GPU)"
     elif ((limit < 60)); then
       serve_note="NOT RUN (time budget spent)"; bench_fail=1
     else
       MOESERVE_BIN="$bundle/bench/moeserve" timeout -k 10 "$limit" python3 \
-        bench/gpu_serving_bench.py --tokens 256 ${copy_gbps:+--copy-gbps=$copy_gbps} \
+        bench/gpu_serving_bench.py --tokens 256 --repeats 2 ${copy_gbps:+--copy-gbps=$copy_gbps} \
         >"$out/gpu_serving_bench.log" 2>&1
       rc=$?
       cat "$out/gpu_serving_bench.log"
       ((rc != 0)) && { serve_note="FAILED (exit $rc; see $out/gpu_serving_bench.log)"; bench_fail=1; }
-      serve_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_serving_bench.log" | tail -4)
+      serve_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_serving_bench.log" | tail -9)
     fi
   fi
 

@@ -37,6 +37,7 @@ struct LocalFlags {
   int threads_per_worker = 0;
   std::string collective = "auto";
   std::string device = "cpu";
+  bool enforce_eager = false;
   std::string chat_format;
   int startup_timeout_s = 600;
   int worker_timeout_s = 30;
@@ -112,6 +113,8 @@ int LocalCommand(int argc, char** argv) {
   flags.String("device", &f.device, "DEV",
                "cpu; cuda (rank r on GPU r, NCCL between them); or cuda:N (every rank on GPU "
                "N, exchanging through gloo).");
+  flags.Bool("enforce-eager", &f.enforce_eager,
+             "GPU workers launch every kernel eagerly (no CUDA graphs for decode steps).");
   flags.String("chat-format", &f.chat_format, "NAME",
                "Chat format for the router instead of detecting the template.");
   flags.Int("startup-timeout", &f.startup_timeout_s, "SECONDS",
@@ -210,6 +213,7 @@ int LocalCommand(int argc, char** argv) {
                                                      : "--no-enable-prefix-caching"),
                                      "--coordinator=" +
                                          (rank == 0 ? f.host + ":0" : coordinator)};
+    if (f.enforce_eager) args.push_back("--enforce-eager");
     if (!f.internal_cert.empty()) {
       args.push_back("--tls-cert=" + f.internal_cert);
       args.push_back("--tls-key=" + f.internal_key);

@@ -73,6 +73,7 @@ struct WorkerFlags {
   int drain_timeout_s = 30;
   TlsFiles tls;
   std::string device = "cpu";
+  bool enforce_eager = false;
   int cuda_device = -1;  // from --device cuda:N; -1 for the CPU
 };
 
@@ -280,6 +281,9 @@ int WorkerMain(int argc, char** argv, int first) {
   flags.String("device", &f.device, "DEV",
                "cpu, or cuda:N: the whole engine on GPU N (weights, KV cache, expert "
                "exchange; --kv-cache-bytes is then GPU memory).");
+  flags.Bool("enforce-eager", &f.enforce_eager,
+             "With --device cuda:N, launch every step's kernels one by one instead of replaying "
+             "captured CUDA graphs for decode steps (as vLLM's flag).");
   if (absl::Status s = flags.Parse(argc, argv, first); !s.ok()) {
     std::fprintf(stderr, "moeserve-worker: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -447,6 +451,7 @@ int WorkerMain(int argc, char** argv, int first) {
     g.max_batch_tokens = f.max_step_tokens;
     g.max_batch_seqs = f.max_num_seqs;
     g.kv_block_size = f.block_size;
+    g.cuda_graphs = !f.enforce_eager;
     g.kv_blocks = static_cast<int>(std::min<int64_t>(
         KvBlockPool::BlocksForBytes(c.num_layers, int64_t{c.num_kv_heads} * c.head_dim,
                                     f.block_size, f.kv_cache_bytes, /*value_bytes=*/2),
