@@ -145,6 +145,15 @@ void Engine::Stop() {
   cv_.notify_one();
 }
 
+void Engine::Interrupt(absl::Status why) {
+  if (why.ok()) why = absl::UnavailableError("the group was interrupted");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (interrupted_.ok()) interrupted_ = std::move(why);
+  }
+  cv_.notify_one();
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> l(mu_);
   EngineStats s = stats_;
@@ -360,7 +369,9 @@ void Engine::WaitForWork(uint64_t period) {
   bool local;
   {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return !submits_.empty() || stop_ || woken_period_ >= period; });
+    cv_.wait(l, [&] {
+      return !submits_.empty() || stop_ || !interrupted_.ok() || woken_period_ >= period;
+    });
     local = !submits_.empty() || stop_;
     if (!local && woken_period_ == period && woken_sent_ns_ != 0) {
       const double latency = (MonotonicNanos() - woken_sent_ns_) * 1e-9;
@@ -445,9 +456,15 @@ absl::Status Engine::Run() {
     int64_t local_tokens = 0;
     for (const SequenceChunk& ch : chunks) local_tokens += static_cast<int64_t>(ch.tokens.size());
     bool stop;
+    absl::Status broken;
     {
       std::lock_guard<std::mutex> l(mu_);
       stop = stop_;
+      broken = interrupted_;
+    }
+    if (!broken.ok()) {
+      FailAll(absl::UnavailableError(absl::StrCat("worker group failed: ", broken.message())));
+      return broken;
     }
     int64_t agree[2] = {local_tokens, stop ? 1 : 0};
     if (absl::Status s = collective_.AllReduceSum(agree, 2); !s.ok()) {
@@ -456,7 +473,7 @@ absl::Status Engine::Run() {
     }
     if (agree[1] > 0) {
       FailAll(absl::UnavailableError("the worker group is shutting down"));
-      return absl::OkStatus();
+      return stop ? absl::OkStatus() : absl::UnavailableError("a peer left the group");
     }
     if (agree[0] == 0) {
       ReportLoad();

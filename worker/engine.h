@@ -168,8 +168,13 @@ class Engine {
   // `sent_ns` (CLOCK_MONOTONIC; 0 if unknown).
   void Wake(uint64_t period, uint64_t sent_ns = 0);
   // Thread-safe. Every rank of the group leaves Run at the next step; open
-  // requests end with UNAVAILABLE.
+  // requests end with UNAVAILABLE. Run returns OK on this rank and
+  // UNAVAILABLE ("a peer left the group") on the others.
   void Stop();
+  // Thread-safe. The group is broken (a peer was lost): at the next step
+  // (or at once when idle) every open request ends with UNAVAILABLE naming
+  // `why`, and Run returns `why` without entering the collective again.
+  void Interrupt(absl::Status why);
   // Thread-safe. From now on Submit answers UNAVAILABLE; admitted requests
   // go on. Returns once none is left or `timeout` passed (then true / false).
   bool Drain(std::chrono::milliseconds timeout);
@@ -235,6 +240,7 @@ class Engine {
   std::vector<std::pair<const RequestSink*, uint64_t>> aborts_;
   std::vector<const RequestSink*> dropped_;
   bool stop_ = false;
+  absl::Status interrupted_;  // mu_; not OK once Interrupt was called
   bool exited_ = false;  // Run returned (or is failing everything): refuse work
   bool draining_ = false;  // Drain was called: refuse new work
   int64_t admitted_ = 0;  // submitted and not yet retired (inbox + requests_)

@@ -484,6 +484,29 @@ TEST_F(EngineTest, StopEndsOpenRequestsWithUnavailable) {
   EXPECT_EQ(engine_->Submit(sink, Item(2, 3, 3)).code(), absl::StatusCode::kUnavailable);
 }
 
+// A lost peer (the worker's group watcher calls Interrupt): busy or idle,
+// Run returns the reason at once and every open request ends UNAVAILABLE.
+TEST_F(EngineTest, InterruptEndsRunWithTheReason) {
+  Start(&local_);
+  auto sink = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(engine_->Submit(sink, Item(1, 30, 220)).ok());
+  engine_->Interrupt(absl::UnavailableError("rank 1 is gone"));
+  loop_.join();
+  EXPECT_EQ(run_status_.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(run_status_.message(), "rank 1 is gone");
+  ASSERT_TRUE(sink->WaitForTerminals(1));
+  EXPECT_EQ(sink->Get(1).status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(sink->Get(1).status.message()), ::testing::HasSubstr("rank 1 is gone"));
+}
+
+TEST_F(EngineTest, InterruptWakesAnIdleEngine) {
+  Start(&local_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // idle by now
+  engine_->Interrupt(absl::UnavailableError("rank 0 is gone"));
+  loop_.join();  // bounded by the test's timeout: Interrupt must wake it
+  EXPECT_EQ(run_status_.message(), "rank 0 is gone");
+}
+
 TEST_F(EngineTest, CollectiveFailureFailsEveryRequest) {
   FaultOptions o;
   o.fail_call = 40;  // somewhere inside the first requests' steps
