@@ -918,6 +918,17 @@ absl::Status GpuTransformer::Step(absl::Span<const SequenceChunk> batch,
   return absl::OkStatus();
 }
 
+absl::Status GpuTransformer::set_collective(Collective* collective) {
+  Impl& m = *impl_;
+  if (m.o.collective == nullptr || collective == nullptr || collective->rank() != m.rank ||
+      collective->world_size() != m.world) {
+    return absl::InvalidArgumentError(
+        "GPU: a new group must replace one of the same rank and world size");
+  }
+  m.o.collective = collective;
+  return absl::OkStatus();
+}
+
 uint64_t GpuTransformer::graph_captures() const { return impl_->graph_captures; }
 uint64_t GpuTransformer::graph_launches() const { return impl_->graph_launches; }
 

@@ -111,6 +111,11 @@ class GpuTransformer : public ForwardPass, public ExpertTraffic {
                               absl::Span<const RowSampling> rows, std::vector<int32_t>* tokens,
                               const float** host_logits) override;
 
+  // The expert-parallel group after it re-formed (a new epoch): the same
+  // rank and world size as the one given at Create, which must have had
+  // one. INVALID_ARGUMENT otherwise.
+  absl::Status set_collective(Collective* collective);
+
   // Decode graphs captured and launched so far.
   uint64_t graph_captures() const;
   uint64_t graph_launches() const;

@@ -27,6 +27,9 @@ absl::Status GpuTransformer::ForwardSampled(absl::Span<const SequenceChunk>,
                                             const float**) {
   return absl::FailedPreconditionError("built without CUDA");
 }
+absl::Status GpuTransformer::set_collective(Collective*) {
+  return absl::FailedPreconditionError("built without CUDA");
+}
 uint64_t GpuTransformer::graph_captures() const { return 0; }
 uint64_t GpuTransformer::graph_launches() const { return 0; }
 double GpuTransformer::all_to_all_seconds() const { return 0; }

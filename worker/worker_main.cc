@@ -22,13 +22,16 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "collective/coordinator.h"
 #include "collective/group.h"
 #include "collective/in_memory_kv_store.h"
@@ -43,6 +46,7 @@
 #include "worker/engine.h"
 #include "worker/expert_parallel.h"
 #include "worker/expert_shards.h"
+#include "worker/group_watch.h"
 #include "worker/peer_ring.h"
 #include "worker/worker_metrics.h"
 #include "worker/worker_service.h"
@@ -217,6 +221,51 @@ class SignalWatcher {
   int fds_[2] = {-1, -1};
 };
 
+// The epoch this rank forms next. Rank 0 proposes one (microseconds since
+// 1970: unique across its own restarts, whose store starts empty) and
+// publishes it; the others wait until the store holds one other than
+// `last` (the epoch that broke; 0 at start-up), skipping one under which
+// this rank is already registered: that is its previous incarnation's, and
+// the survivors are about to leave it. Waits at most `timeout`, retrying
+// while rank 0's store cannot be reached (it may be restarting).
+absl::StatusOr<uint64_t> JoinEpoch(KvStore& store, int rank, uint64_t last,
+                                   absl::Duration timeout) {
+  if (rank == 0) {
+    const uint64_t now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                   .count());
+    const uint64_t epoch = std::max(now, last + 1);
+    MOE_RETURN_IF_ERROR(store.Set("epoch", std::to_string(epoch)));
+    return epoch;
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Time next_note = absl::Now() + absl::Seconds(10);
+  absl::Status why = absl::DeadlineExceededError("no epoch was published");
+  uint64_t skip = last;
+  while (absl::Now() < deadline) {
+    auto e = store.Get("epoch", std::min(absl::Seconds(1), deadline - absl::Now()));
+    uint64_t epoch = 0;
+    if (e.ok() && absl::SimpleAtoi(*e, &epoch) && epoch != skip) {
+      if (last != 0 || !store.Get(absl::StrCat("epoch/", epoch, "/worker/", rank),
+                                  absl::Milliseconds(1))
+                             .ok()) {
+        return epoch;
+      }
+      skip = epoch;  // our previous incarnation's
+      continue;
+    }
+    if (!e.ok()) why = e.status();
+    if (absl::Now() > next_note) {
+      std::fprintf(stderr, "moeserve-worker rank %d: waiting for rank 0 to propose an epoch (%s)\n",
+                   rank, std::string(why.message()).c_str());
+      next_note = absl::Now() + absl::Seconds(10);
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("rank 0 proposed no new epoch in time (last: ", why.message(), ")"));
+}
+
 int Fail(const absl::Status& s, int rank) {
   std::fprintf(stderr, "moeserve-worker rank %d: %s\n", rank, std::string(s.message()).c_str());
   return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
@@ -308,7 +357,11 @@ int WorkerMain(int argc, char** argv, int first) {
   kernels::cpu::SetNumThreads(f.threads);
   std::atomic<Engine*> running{nullptr};
   std::atomic<grpc::HealthCheckServiceInterface*> health{nullptr};
+  std::mutex stop_mu;  // held while the handler uses `running`
+  std::atomic<bool> stopping{false};
   signals.Start([&] {
+    std::lock_guard<std::mutex> l(stop_mu);
+    stopping.store(true);
     if (Engine* e = running.load()) {
       if (auto* h = health.load()) h->SetServingStatus(false);
       const bool drained = e->Drain(std::chrono::seconds(std::max(0, f.drain_timeout_s)));
@@ -368,7 +421,13 @@ int WorkerMain(int argc, char** argv, int first) {
   auto weights = LoadModel(f.model, load);
   if (!weights.ok()) return Fail(weights.status(), f.rank);
 
-  // 3. Meet the peers: epoch, addresses, the collective.
+  // 3. and 4., once per epoch: meet the peers (epoch, addresses, the
+  // collective) and serve. When a peer is lost (a collective call fails, or
+  // the group watch finds it gone, also while idle) this rank fails its open
+  // requests with UNAVAILABLE, ends its router streams, and meets the peers
+  // again under a new epoch: rank 0 proposes one, the others wait for it.
+  // Weights stay loaded. A restarted rank that finds its own previous
+  // incarnation registered under the current epoch waits for the next one.
   std::unique_ptr<KvStore> remote_store;
   KvStore* store = &local_store;
   const absl::Duration formation = absl::Seconds(f.formation_timeout_s);
@@ -378,51 +437,6 @@ int WorkerMain(int argc, char** argv, int first) {
     remote_store = std::move(*s);
     store = remote_store.get();
   }
-  uint64_t epoch = 0;
-  if (f.rank == 0) {
-    // Unique across restarts of rank 0 (its store starts empty each time).
-    epoch = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count());
-    if (absl::Status s = store->Set("epoch", std::to_string(epoch)); !s.ok()) {
-      return Fail(s, f.rank);
-    }
-  } else {
-    auto e = store->Get("epoch", formation);
-    if (!e.ok()) return Fail(e.status(), f.rank);
-    epoch = std::stoull(*e);
-  }
-  const std::string prefix = absl::StrCat("epoch/", epoch, "/");
-  if (absl::Status s = store->Set(absl::StrCat(prefix, "worker/", f.rank), advertise); !s.ok()) {
-    return Fail(s, f.rank);
-  }
-  GroupOptions group;
-  group.rank = f.rank;
-  group.world_size = f.world_size;
-  // A GPU group exchanges device buffers through NCCL unless told otherwise
-  // (gloo stages them through host memory, e.g. for ranks sharing a GPU).
-  group.kind = f.collective == "auto" && f.cuda_device >= 0 && f.world_size > 1 ? "nccl"
-                                                                                 : f.collective;
-  group.device = std::max(f.cuda_device, 0);
-  group.host = gloo_host;
-  group.prefix = absl::StrCat(prefix, "collective/");
-  group.timeout = absl::Seconds(f.timeout_s);
-  auto collective = CreateCollective(*store, group);
-  if (!collective.ok()) return Fail(collective.status(), f.rank);
-  if ((*collective)->memory() != MemorySpace::kHost && f.cuda_device < 0) {
-    return Fail(absl::FailedPreconditionError(
-                    "the NCCL collective exchanges GPU buffers: it needs --device cuda:N"),
-                f.rank);
-  }
-  std::vector<std::string> peers(f.world_size);
-  for (int r = 0; r < f.world_size; ++r) {
-    auto a = store->Get(absl::StrCat(prefix, "worker/", r), formation);
-    if (!a.ok()) return Fail(a.status(), f.rank);
-    peers[r] = *a;
-  }
-  if (absl::Status s = (*collective)->Barrier(); !s.ok()) return Fail(s, f.rank);
-
-  // 4. The engine: on the CPU, or the whole forward pass on a GPU.
   EngineOptions options;
   options.prefill_chunk = f.prefill_chunk;
   options.max_step_tokens = f.max_step_tokens;
@@ -433,102 +447,210 @@ int WorkerMain(int argc, char** argv, int first) {
   options.prefix_caching = f.prefix_caching;
   const uint64_t resident_weight_bytes = (*weights)->resident_bytes;
   const uint64_t resident_expert_bytes = ExpertBytes(**weights);
-  std::unique_ptr<ExpertParallelRunner> cpu_experts;
-  std::unique_ptr<Transformer> cpu_model;
-  std::unique_ptr<GpuTransformer> gpu_model;
-  ForwardPass* model = nullptr;
-  ExpertTraffic* traffic = nullptr;
   auto no_kv_block = [&] {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
                     "--kv-cache-bytes ", f.kv_cache_bytes, " holds no KV-cache block of ",
                     f.block_size, " positions for this model")),
                 f.rank);
   };
-  if (f.cuda_device >= 0) {
-    const ModelConfig& c = (*weights)->config;
-    GpuOptions g;
-    g.device = f.cuda_device;
-    g.max_batch_tokens = f.max_step_tokens;
-    g.max_batch_seqs = f.max_num_seqs;
-    g.kv_block_size = f.block_size;
-    g.cuda_graphs = !f.enforce_eager;
-    g.kv_blocks = static_cast<int>(std::min<int64_t>(
-        KvBlockPool::BlocksForBytes(c.num_layers, int64_t{c.num_kv_heads} * c.head_dim,
-                                    f.block_size, f.kv_cache_bytes, /*value_bytes=*/2),
-        std::numeric_limits<int32_t>::max()));
-    if (g.kv_blocks == 0) return no_kv_block();
-    // The exchange runs through the group whenever there is one (an explicit
-    // --collective at world size 1 exercises it against itself).
-    if (f.world_size > 1 || std::string((*collective)->name()) != "local") {
-      g.collective = collective->get();
-      for (int r = 0; r < f.world_size; ++r) g.rank_experts.push_back(shards.begin(r));
-      g.rank_experts.push_back(shards.end(f.world_size - 1));
-    }
-    auto created = GpuTransformer::Create(**weights, g);
-    if (!created.ok()) return Fail(created.status(), f.rank);
-    gpu_model = std::move(*created);
-    // Everything the engine reads now lives on the GPU.
-    weights->reset();
-    options.kv_cache_blocks = g.kv_blocks;
-    std::printf("moeserve-worker rank=%d device=cuda:%d weights=%llu bytes kv_cache=%llu bytes "
-                "(%d blocks of %d)\n",
-                f.rank, f.cuda_device, static_cast<unsigned long long>(gpu_model->weight_bytes()),
-                static_cast<unsigned long long>(gpu_model->kv_bytes()), g.kv_blocks,
-                f.block_size);
-    std::fflush(stdout);
-    model = gpu_model.get();
-    traffic = gpu_model.get();
-  } else {
-    cpu_experts = std::make_unique<ExpertParallelRunner>(**weights, **collective, shards);
-    cpu_model = std::make_unique<Transformer>(**weights, cpu_experts.get());
-    model = cpu_model.get();
-    traffic = cpu_experts.get();
-  }
-  Engine engine(*model, **collective, options);
-  if (engine.stats().kv_blocks_total == 0) return no_kv_block();
-  PeerRing ring(f.rank, epoch, peers, *channel_credentials);
-  engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
-  engine.set_load_listener([&service](const EngineLoad& load) { service.BroadcastLoad(load); });
-  WorkerService::Identity id;
-  id.rank = f.rank;
-  id.world_size = f.world_size;
-  id.expert_begin = shards.begin(f.rank);
-  id.expert_end = shards.end(f.rank);
-  id.resident_weight_bytes = resident_weight_bytes;
-  id.resident_expert_bytes = resident_expert_bytes;
-  id.collective = (*collective)->name();
-  service.Ready(epoch, &engine, id, [traffic] { return traffic->all_to_all_seconds(); });
-  engine.set_all_to_all_probe([traffic] { return traffic->all_to_all_seconds(); });
+  // The metrics read whichever epoch's engine is serving (none: up = 0).
+  std::mutex current_mu;
+  Engine* current_engine = nullptr;
+  ExpertTraffic* current_traffic = nullptr;
+  WorkerIdentity current_who;
   std::unique_ptr<MetricsServer> metrics;
   std::string metrics_address = "-";
   if (f.metrics_port >= 0) {
-    WorkerIdentity who{f.rank, f.world_size, id.expert_begin, id.expert_end, epoch};
-    auto started = MetricsServer::Start(
-        WithPort(listen, f.metrics_port),
-        [who, &engine, traffic](MetricSet& m) { FillWorkerMetrics(who, engine, *traffic, m); });
+    auto started = MetricsServer::Start(WithPort(listen, f.metrics_port), [&](MetricSet& m) {
+      std::lock_guard<std::mutex> l(current_mu);
+      if (current_engine == nullptr) return FillWorkerDownMetrics(f.rank, m);
+      FillWorkerMetrics(current_who, *current_engine, *current_traffic, m);
+    });
     if (!started.ok()) return Fail(started.status(), f.rank);
     metrics = std::move(*started);
     metrics_address = WithPort(listen, metrics->port());
   }
-  running.store(&engine);
-  (*server)->GetHealthCheckService()->SetServingStatus(true);
-  std::printf(
-      "moeserve-worker ready rank=%d world=%d listen=%s experts=%d-%d "
-      "resident_expert_bytes=%llu resident_weight_bytes=%llu collective=%s epoch=%llu "
-      "metrics=%s\n",
-      f.rank, f.world_size, listen.c_str(), id.expert_begin, id.expert_end,
-      static_cast<unsigned long long>(id.resident_expert_bytes),
-      static_cast<unsigned long long>(id.resident_weight_bytes), id.collective.c_str(),
-      static_cast<unsigned long long>(epoch), metrics_address.c_str());
-  std::fflush(stdout);
+  std::unique_ptr<GpuTransformer> gpu_model;
+  uint64_t last_epoch = 0;
+  for (bool first = true;; first = false) {
+    // A failure while re-forming is waited out (the lost rank may take a
+    // while to come back); at start-up it ends the process.
+    auto retry = [&](const absl::Status& s, uint64_t epoch) {
+      std::fprintf(stderr, "moeserve-worker rank %d: forming epoch %llu failed: %s; again\n",
+                   f.rank, static_cast<unsigned long long>(epoch),
+                   std::string(s.message()).c_str());
+      last_epoch = std::max(last_epoch, epoch);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    };
+    auto epoch_or = JoinEpoch(*store, f.rank, last_epoch,
+                              first ? formation : absl::InfiniteDuration());
+    if (!epoch_or.ok()) return Fail(epoch_or.status(), f.rank);
+    const uint64_t epoch = *epoch_or;
+    const std::string prefix = absl::StrCat("epoch/", epoch, "/");
+    if (absl::Status s = store->Set(absl::StrCat(prefix, "worker/", f.rank), advertise); !s.ok()) {
+      if (first) return Fail(s, f.rank);
+      retry(s, epoch);
+      continue;
+    }
+    GroupOptions group;
+    group.rank = f.rank;
+    group.world_size = f.world_size;
+    // A GPU group exchanges device buffers through NCCL unless told otherwise
+    // (gloo stages them through host memory, e.g. for ranks sharing a GPU).
+    group.kind = f.collective == "auto" && f.cuda_device >= 0 && f.world_size > 1 ? "nccl"
+                                                                                   : f.collective;
+    group.device = std::max(f.cuda_device, 0);
+    group.host = gloo_host;
+    group.prefix = absl::StrCat(prefix, "collective/");
+    group.timeout = absl::Seconds(f.timeout_s);
+    auto collective = CreateCollective(*store, group);
+    if (!collective.ok()) {
+      if (first) return Fail(collective.status(), f.rank);
+      retry(collective.status(), epoch);
+      continue;
+    }
+    if ((*collective)->memory() != MemorySpace::kHost && f.cuda_device < 0) {
+      return Fail(absl::FailedPreconditionError(
+                      "the NCCL collective exchanges GPU buffers: it needs --device cuda:N"),
+                  f.rank);
+    }
+    std::vector<std::string> peers(f.world_size);
+    absl::Status met;
+    for (int r = 0; r < f.world_size && met.ok(); ++r) {
+      auto a = store->Get(absl::StrCat(prefix, "worker/", r), formation);
+      if (a.ok()) peers[r] = *a;
+      met = a.status();
+    }
+    if (met.ok()) met = (*collective)->Barrier();
+    if (!met.ok()) {
+      if (first) return Fail(met, f.rank);
+      retry(met, epoch);
+      continue;
+    }
 
-  const absl::Status result = engine.Run();
-  running.store(nullptr);
+    // The engine: on the CPU, or the whole forward pass on a GPU (made once:
+    // its weights live on the device; a new epoch only swaps its group).
+    std::unique_ptr<ExpertParallelRunner> cpu_experts;
+    std::unique_ptr<Transformer> cpu_model;
+    ForwardPass* model = nullptr;
+    ExpertTraffic* traffic = nullptr;
+    // The exchange runs through the group whenever there is one (an explicit
+    // --collective at world size 1 exercises it against itself).
+    const bool exchange = f.world_size > 1 || std::string((*collective)->name()) != "local";
+    if (f.cuda_device >= 0 && gpu_model) {
+      if (exchange) {
+        if (absl::Status s = gpu_model->set_collective(collective->get()); !s.ok()) {
+          return Fail(s, f.rank);
+        }
+      }
+    } else if (f.cuda_device >= 0) {
+      const ModelConfig& c = (*weights)->config;
+      GpuOptions g;
+      g.device = f.cuda_device;
+      g.max_batch_tokens = f.max_step_tokens;
+      g.max_batch_seqs = f.max_num_seqs;
+      g.kv_block_size = f.block_size;
+      g.cuda_graphs = !f.enforce_eager;
+      g.kv_blocks = static_cast<int>(std::min<int64_t>(
+          KvBlockPool::BlocksForBytes(c.num_layers, int64_t{c.num_kv_heads} * c.head_dim,
+                                      f.block_size, f.kv_cache_bytes, /*value_bytes=*/2),
+          std::numeric_limits<int32_t>::max()));
+      if (g.kv_blocks == 0) return no_kv_block();
+      if (exchange) {
+        g.collective = collective->get();
+        for (int r = 0; r < f.world_size; ++r) g.rank_experts.push_back(shards.begin(r));
+        g.rank_experts.push_back(shards.end(f.world_size - 1));
+      }
+      auto created = GpuTransformer::Create(**weights, g);
+      if (!created.ok()) return Fail(created.status(), f.rank);
+      gpu_model = std::move(*created);
+      // Everything the engine reads now lives on the GPU.
+      weights->reset();
+      options.kv_cache_blocks = g.kv_blocks;
+      std::printf("moeserve-worker rank=%d device=cuda:%d weights=%llu bytes kv_cache=%llu "
+                  "bytes (%d blocks of %d)\n",
+                  f.rank, f.cuda_device,
+                  static_cast<unsigned long long>(gpu_model->weight_bytes()),
+                  static_cast<unsigned long long>(gpu_model->kv_bytes()), g.kv_blocks,
+                  f.block_size);
+      std::fflush(stdout);
+    }
+    if (f.cuda_device >= 0) {
+      model = gpu_model.get();
+      traffic = gpu_model.get();
+    } else {
+      cpu_experts = std::make_unique<ExpertParallelRunner>(**weights, **collective, shards);
+      cpu_model = std::make_unique<Transformer>(**weights, cpu_experts.get());
+      model = cpu_model.get();
+      traffic = cpu_experts.get();
+    }
+    Engine engine(*model, **collective, options);
+    if (engine.stats().kv_blocks_total == 0) return no_kv_block();
+    PeerRing ring(f.rank, epoch, peers, *channel_credentials);
+    engine.set_ring([&ring](uint64_t period) { ring.Ring(period); });
+    engine.set_load_listener([&service](const EngineLoad& load) { service.BroadcastLoad(load); });
+    WorkerService::Identity id;
+    id.rank = f.rank;
+    id.world_size = f.world_size;
+    id.expert_begin = shards.begin(f.rank);
+    id.expert_end = shards.end(f.rank);
+    id.resident_weight_bytes = resident_weight_bytes;
+    id.resident_expert_bytes = resident_expert_bytes;
+    id.collective = (*collective)->name();
+    service.Ready(epoch, &engine, id, [traffic] { return traffic->all_to_all_seconds(); });
+    engine.set_all_to_all_probe([traffic] { return traffic->all_to_all_seconds(); });
+    {
+      std::lock_guard<std::mutex> l(current_mu);
+      current_engine = &engine;
+      current_traffic = traffic;
+      current_who = WorkerIdentity{f.rank, f.world_size, id.expert_begin, id.expert_end, epoch};
+    }
+    running.store(&engine);
+    // Every rank serves before any rank watches the others.
+    absl::Status serving = (*collective)->Barrier();
+    std::unique_ptr<GroupWatch> watch;
+    if (serving.ok()) {
+      (*server)->GetHealthCheckService()->SetServingStatus(true);
+      std::printf(
+          "moeserve-worker ready rank=%d world=%d listen=%s experts=%d-%d "
+          "resident_expert_bytes=%llu resident_weight_bytes=%llu collective=%s epoch=%llu "
+          "metrics=%s\n",
+          f.rank, f.world_size, listen.c_str(), id.expert_begin, id.expert_end,
+          static_cast<unsigned long long>(id.resident_expert_bytes),
+          static_cast<unsigned long long>(id.resident_weight_bytes), id.collective.c_str(),
+          static_cast<unsigned long long>(epoch), metrics_address.c_str());
+      std::fflush(stdout);
+      watch = std::make_unique<GroupWatch>(f.rank, epoch, peers, *channel_credentials,
+                                           [&engine](absl::Status why) {
+                                             engine.Interrupt(std::move(why));
+                                           });
+    } else {
+      engine.Interrupt(serving);
+    }
+    const absl::Status result = engine.Run();
+    watch.reset();
+    {
+      // Waits for a SIGTERM handler that is draining this engine.
+      std::lock_guard<std::mutex> l(stop_mu);
+      running.store(nullptr);
+    }
+    (*server)->GetHealthCheckService()->SetServingStatus(false);
+    {
+      std::lock_guard<std::mutex> l(current_mu);
+      current_engine = nullptr;
+    }
+    service.NotReady();
+    if (result.ok() || stopping.load()) break;
+    std::fprintf(stderr,
+                 "moeserve-worker rank %d: the group of epoch %llu broke (%s); re-forming\n",
+                 f.rank, static_cast<unsigned long long>(epoch),
+                 std::string(result.message()).c_str());
+    last_epoch = epoch;
+  }
   health.store(nullptr);
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
   (*server)->Shutdown(deadline);
   if (coordinator_server) coordinator_server->Shutdown(deadline);
-  if (!result.ok()) return Fail(result, f.rank);
   std::fprintf(stderr, "moeserve-worker rank %d: stopped\n", f.rank);
   return 0;
 }

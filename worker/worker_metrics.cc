@@ -4,6 +4,11 @@
 
 namespace moeserve {
 
+void FillWorkerDownMetrics(int rank, MetricSet& m) {
+  m.Gauge("moeserve_worker_up", "1 while this worker serves in a formed group.", 0,
+          {{"rank", std::to_string(rank)}});
+}
+
 void FillWorkerMetrics(const WorkerIdentity& id, const Engine& engine,
                        const ExpertTraffic& experts, MetricSet& m) {
   const EngineStats s = engine.stats();

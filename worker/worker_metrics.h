@@ -23,6 +23,11 @@ struct WorkerIdentity {
 void FillWorkerMetrics(const WorkerIdentity& id, const Engine& engine,
                        const ExpertTraffic& experts, MetricSet& m);
 
+// While the group is (re-)forming: only moeserve_worker_up, at 0. The other
+// series come back with the next epoch's engine, its counters from zero (as
+// after a restart; Prometheus' rate() takes such resets).
+void FillWorkerDownMetrics(int rank, MetricSet& m);
+
 }  // namespace moeserve
 
 #endif  // MOESERVE_WORKER_WORKER_METRICS_H_

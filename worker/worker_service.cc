@@ -19,7 +19,19 @@ void WorkerService::Ready(uint64_t epoch, Engine* engine, Identity identity,
   engine_ = engine;
   identity_ = std::move(identity);
   a2a_seconds_ = std::move(a2a_seconds);
+  std::lock_guard<std::mutex> l(mu_);
   ready_.store(true, std::memory_order_release);
+}
+
+void WorkerService::NotReady() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ready_.store(false, std::memory_order_release);
+    for (grpc::ServerContext* c : streams_) c->TryCancel();
+  }
+  // Every call that saw ready_ holds serving_mu_ shared until it is done.
+  std::unique_lock<std::shared_mutex> drained(serving_mu_);
+  engine_ = nullptr;
 }
 
 void WorkerService::BroadcastLoad(const EngineLoad& load) {
@@ -41,9 +53,14 @@ grpc::Status WorkerService::Connect(
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first message of a Connect stream must be a Hello");
   }
-  if (!ready_.load(std::memory_order_acquire)) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "this worker's group is still forming (or its weights are loading)");
+  std::shared_lock<std::shared_mutex> serving(serving_mu_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!ready_.load(std::memory_order_acquire)) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "this worker's group is forming (or its weights are loading)");
+    }
+    streams_.push_back(context);
   }
   auto sink = std::make_shared<StreamSink>(epoch_, stream);
   {
@@ -98,13 +115,19 @@ grpc::Status WorkerService::Connect(
   {
     std::lock_guard<std::mutex> l(mu_);
     sinks_.erase(std::remove(sinks_.begin(), sinks_.end(), sink), sinks_.end());
+    streams_.erase(std::remove(streams_.begin(), streams_.end(), context), streams_.end());
   }
   sink->Close();
+  if (context->IsCancelled() && !ready_.load(std::memory_order_acquire)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this worker's group broke; it is re-forming");
+  }
   return status;
 }
 
 grpc::Status WorkerService::Wake(grpc::ServerContext* context, const v1::WakeRequest* request,
                                  v1::WakeResponse* response) {
+  std::shared_lock<std::shared_mutex> serving(serving_mu_);
   if (!ready_.load(std::memory_order_acquire) || request->epoch() != epoch_) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("wake for epoch ", request->epoch(), ", this group is at ",
@@ -117,6 +140,7 @@ grpc::Status WorkerService::Wake(grpc::ServerContext* context, const v1::WakeReq
 grpc::Status WorkerService::GetStatus(grpc::ServerContext* context,
                                       const v1::GetStatusRequest* request,
                                       v1::WorkerStatus* response) {
+  std::shared_lock<std::shared_mutex> serving(serving_mu_);
   if (!ready_.load(std::memory_order_acquire)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the group is still forming");
   }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,11 @@ class WorkerService final : public internal::v1::Worker::Service {
   // the service's streams). `a2a_seconds` reads the exchange timer.
   void Ready(uint64_t epoch, Engine* engine, Identity identity,
              std::function<double()> a2a_seconds);
+  // The group broke (or is re-forming): ends every router stream with
+  // UNAVAILABLE (the routers reconnect, and are refused until the next
+  // Ready) and returns once no call uses the engine any more, so it may be
+  // destroyed.
+  void NotReady();
   // Sends a LoadReport to every connected router.
   void BroadcastLoad(const EngineLoad& load);
 
@@ -58,7 +64,9 @@ class WorkerService final : public internal::v1::Worker::Service {
                          internal::v1::WorkerStatus* response) override;
 
  private:
-  std::atomic<bool> ready_{false};
+  // Held shared by every call that uses engine_, exclusively by NotReady.
+  std::shared_mutex serving_mu_;
+  std::atomic<bool> ready_{false};  // changed under mu_
   uint64_t epoch_ = 0;
   Engine* engine_ = nullptr;
   Identity identity_;
@@ -66,6 +74,7 @@ class WorkerService final : public internal::v1::Worker::Service {
 
   std::mutex mu_;
   std::vector<std::shared_ptr<StreamSink>> sinks_;
+  std::vector<grpc::ServerContext*> streams_;  // open Connect calls, to cancel
 };
 
 }  // namespace moeserve
