@@ -174,7 +174,9 @@ int LocalCommand(int argc, char** argv) {
   std::unique_ptr<ChildProcess> router;
   auto stop_all = [&] {
     if (router) router->Stop(std::chrono::seconds(f.drain_timeout_s + 10));
-    for (auto& w : workers) ::kill(w->pid(), SIGTERM);
+    for (auto& w : workers) {
+      if (!w->Exited(nullptr)) ::kill(w->pid(), SIGTERM);  // never a reaped (reusable) pid
+    }
     for (auto& w : workers) w->Stop(std::chrono::seconds(10));
   };
   auto startup_failed = [&](const absl::Status& s) {
@@ -190,6 +192,7 @@ int LocalCommand(int argc, char** argv) {
                                                                                   : f.collective;
   std::string coordinator;
   std::vector<std::string> addresses, worker_metrics;
+  std::vector<std::vector<std::string>> worker_args;  // to restart a worker as it was
   for (int rank = 0; rank < f.workers; ++rank) {
     std::vector<std::string> args = {exe,
                                      "worker",
@@ -226,6 +229,7 @@ int LocalCommand(int argc, char** argv) {
     auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), args);
     if (!child.ok()) return startup_failed(child.status());
     workers.push_back(std::move(*child));
+    worker_args.push_back(args);
     if (rank == 0 && f.workers > 1) {
       auto line = workers[0]->WaitForLine("moeserve-worker rank=0 coordinator=", deadline,
                                           interrupted);
@@ -274,7 +278,29 @@ int LocalCommand(int argc, char** argv) {
   std::printf("moeserve ready grpc=%s\n", Field(*line, "grpc").c_str());
   std::fflush(stdout);
 
-  // Serve until a signal, or until a child dies on its own.
+  // A worker that dies is started again as it was, on the same ports (the
+  // router and its peers know it by address; rank 0 keeps its store's port),
+  // and the survivors re-form the group with it under a new epoch. Restarts
+  // of one rank back off from 1 s to 30 s while it keeps dying within a
+  // minute of starting.
+  for (int rank = 0; rank < f.workers; ++rank) {
+    const std::string port_of_listen = addresses[rank].substr(addresses[rank].rfind(':') + 1);
+    for (std::string& a : worker_args[rank]) {
+      if (a.rfind("--listen=", 0) == 0) a = "--listen=" + f.host + ":" + port_of_listen;
+      if (rank == 0 && a.rfind("--coordinator=", 0) == 0) {
+        a = "--coordinator=" + f.host + ":" + port_of_listen;  // its store on the same port
+      }
+      if (a.rfind("--metrics-port=", 0) == 0 && worker_metrics[rank] != "-") {
+        a = "--metrics-port=" + worker_metrics[rank].substr(worker_metrics[rank].rfind(':') + 1);
+      }
+    }
+  }
+  std::vector<std::chrono::steady_clock::time_point> started(
+      f.workers, std::chrono::steady_clock::now());
+  std::vector<std::chrono::steady_clock::time_point> restart_at(f.workers);
+  std::vector<std::chrono::seconds> backoff(f.workers, std::chrono::seconds(1));
+  std::vector<bool> down(f.workers, false);
+  // Serve until a signal, or until the router dies on its own.
   while (true) {
     timespec tick{0, 100 * 1000 * 1000};
     if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) {
@@ -283,16 +309,38 @@ int LocalCommand(int argc, char** argv) {
       return 0;
     }
     int status = 0;
-    ChildProcess* dead = nullptr;
-    if (router->Exited(&status)) dead = router.get();
-    for (auto& w : workers) {
-      if (!dead && w->Exited(&status)) dead = w.get();
-    }
-    if (dead) {
-      const std::string what = absl::StrCat(dead->name(), " exited (",
-                                            DescribeWaitStatus(status), "); stopping the rest");
+    if (router->Exited(&status)) {
+      const std::string what = absl::StrCat("the router exited (", DescribeWaitStatus(status),
+                                            "); stopping the workers");
       stop_all();
       return Fail(what);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (int rank = 0; rank < f.workers; ++rank) {
+      if (!down[rank] && workers[rank]->Exited(&status)) {
+        if (now - started[rank] > std::chrono::minutes(1)) backoff[rank] = std::chrono::seconds(1);
+        std::fprintf(stderr, "moeserve local: worker rank %d exited (%s); restarting it in %lld s\n",
+                     rank, DescribeWaitStatus(status).c_str(),
+                     static_cast<long long>(backoff[rank].count()));
+        down[rank] = true;
+        restart_at[rank] = now + backoff[rank];
+        backoff[rank] = std::min(backoff[rank] * 2, std::chrono::seconds(30));
+      }
+      if (down[rank] && now >= restart_at[rank]) {
+        auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), worker_args[rank]);
+        if (!child.ok()) {
+          std::fprintf(stderr, "moeserve local: restarting worker rank %d failed: %s\n", rank,
+                       std::string(child.status().message()).c_str());
+          restart_at[rank] = now + backoff[rank];
+          continue;
+        }
+        workers[rank] = std::move(*child);
+        workers[rank]->ForwardOutput();
+        started[rank] = now;
+        down[rank] = false;
+        std::fprintf(stderr, "moeserve local: worker rank %d restarted (pid %d)\n", rank,
+                     static_cast<int>(workers[rank]->pid()));
+      }
     }
   }
 }
