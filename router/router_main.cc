@@ -140,6 +140,7 @@ int RouterMain(int argc, char** argv, int first) {
   int http_port = -1;
   int metrics_port = -1;
   int drain_timeout_s = 30;
+  int retry_timeout_s = 30;
   std::string api_key_file, tls_cert, tls_key;
   TlsFiles worker_tls;
   FlagSet flags("moeserve-router",
@@ -169,6 +170,10 @@ int RouterMain(int argc, char** argv, int first) {
                "--worker-tls-key and --worker-tls-ca; the workers' --tls-* flags).");
   flags.String("worker-tls-key", &worker_tls.key, "PEM", "The private key of --worker-tls-cert.");
   flags.String("worker-tls-ca", &worker_tls.ca, "PEM", "CA the workers' certificates must chain to.");
+  flags.Int("retry-timeout", &retry_timeout_s, "SECONDS",
+            "How long a request whose worker group broke before its first token waits for "
+            "the group to re-form and is then placed again (0: end it with UNAVAILABLE at "
+            "once).");
   flags.Int("drain-timeout", &drain_timeout_s, "SECONDS",
             "On SIGTERM/SIGINT: health turns NOT_SERVING and new calls get UNAVAILABLE at "
             "once; calls in flight may finish for up to this long, then are cancelled.");
@@ -247,7 +252,10 @@ int RouterMain(int argc, char** argv, int first) {
   }
 
   Readiness readiness;
-  WorkerPool pool([&readiness](const WorkerPool::State& s) { readiness.OnPoolChange(s); });
+  WorkerPool::Options pool_options;
+  pool_options.retry_timeout = std::chrono::seconds(std::max(0, retry_timeout_s));
+  WorkerPool pool([&readiness](const WorkerPool::State& s) { readiness.OnPoolChange(s); },
+                  pool_options);
   const char* env_key = std::getenv("MOESERVE_API_KEY");
   auto keys = ApiKeys::Load(api_key_file, env_key == nullptr ? "" : env_key);
   if (!keys.ok()) return Fail(keys.status(), 2);

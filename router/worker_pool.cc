@@ -1,6 +1,7 @@
 #include "router/worker_pool.h"
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -20,7 +21,20 @@ Terminal Unavailable(const std::string& message) {
 
 }  // namespace
 
-WorkerPool::WorkerPool(StateCallback on_change) : on_change_(std::move(on_change)) {}
+struct WorkerPool::Waiting {
+  PlacedRequest placed;
+  size_t prompt_size = 0;
+  uint32_t max_tokens = 0;
+  std::chrono::steady_clock::time_point deadline;
+  std::string why;  // the first failure
+};
+
+WorkerPool::WorkerPool(StateCallback on_change) : WorkerPool(std::move(on_change), Options()) {}
+
+WorkerPool::WorkerPool(StateCallback on_change, Options options)
+    : on_change_(std::move(on_change)), options_(options) {
+  if (options_.retry_timeout.count() > 0) retry_thread_ = std::thread([this] { RetryLoop(); });
+}
 
 WorkerPool::~WorkerPool() { Shutdown(); }
 
@@ -55,7 +69,8 @@ void WorkerPool::RemoveWorker(const std::string& address) {
   if (!slot) return;
   // Joins the reader thread: no listener call runs after this.
   slot->connection->Shutdown();
-  FailAll(slot.get(), absl::StrCat("worker ", address, " was removed from the group"));
+  FailAll(slot.get(), absl::StrCat("worker ", address, " was removed from the group"),
+          /*retry=*/true);
   NotifyChange();
 }
 
@@ -76,12 +91,37 @@ bool WorkerPool::connected(const std::string& address) const {
 
 void WorkerPool::Shutdown() {
   std::vector<std::shared_ptr<WorkerSlot>> slots;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Waiting>> waiting;
   {
     absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
     slots = slots_;
+    waiting.swap(waiting_);
+  }
+  retry_cv_.SignalAll();
+  if (retry_thread_.joinable() && retry_thread_.get_id() != std::this_thread::get_id()) {
+    retry_thread_.join();
   }
   for (const auto& slot : slots) slot->connection->Shutdown();
-  for (const auto& slot : slots) FailAll(slot.get(), "the router is shutting down");
+  for (const auto& slot : slots) FailAll(slot.get(), "the router is shutting down", false);
+  const Terminal terminal = Unavailable("the router is shutting down");
+  const TokenLogprobsList none;
+  for (auto& [id, w] : waiting) w->placed.sink->OnOutput({}, &terminal, none);
+}
+
+std::shared_ptr<WorkerSlot> WorkerPool::PlaceLocked(uint64_t request_id, PlacedRequest placed,
+                                                    size_t prompt_size, uint32_t max_tokens,
+                                                    uint64_t* session) {
+  std::vector<WorkerLoad> loads;
+  loads.reserve(slots_.size());
+  for (const auto& s : slots_) loads.push_back(s->load);
+  const int i = PickWorker(loads);
+  if (i < 0) return nullptr;
+  std::shared_ptr<WorkerSlot> slot = slots_[i];
+  *session = slot->session;
+  slot->requests.emplace(request_id, std::move(placed));
+  slot->load.placed_since_report += RequestWork(prompt_size, max_tokens);
+  return slot;
 }
 
 absl::StatusOr<WorkerPool::Ticket> WorkerPool::Submit(internal::v1::Submit submit,
@@ -90,18 +130,18 @@ absl::StatusOr<WorkerPool::Ticket> WorkerPool::Submit(internal::v1::Submit submi
   uint64_t session;
   {
     absl::MutexLock lock(&mu_);
-    std::vector<WorkerLoad> loads;
-    loads.reserve(slots_.size());
-    for (const auto& s : slots_) loads.push_back(s->load);
-    const int i = PickWorker(loads);
-    if (i < 0) return absl::UnavailableError("no worker is connected");
-    ticket.slot = slots_[i];
-    ticket.request_id = next_request_id_++;
-    session = ticket.slot->session;
-    ticket.slot->requests.emplace(ticket.request_id, std::move(sink));
-    ticket.slot->load.placed_since_report += RequestWork(submit.prompt_size(), submit.max_tokens());
+    ticket.request_id = next_request_id_;
+    submit.set_request_id(ticket.request_id);
+    PlacedRequest placed;
+    placed.sink = std::move(sink);
+    if (options_.retry_timeout.count() > 0) {
+      placed.submit = std::make_shared<const internal::v1::Submit>(submit);
+    }
+    ticket.slot = PlaceLocked(ticket.request_id, std::move(placed), submit.prompt_size(),
+                              submit.max_tokens(), &session);
+    if (!ticket.slot) return absl::UnavailableError("no worker is connected");
+    ++next_request_id_;
   }
-  submit.set_request_id(ticket.request_id);
   absl::Status sent = ticket.slot->connection->Submit(session, submit);
   if (!sent.ok()) {
     absl::MutexLock lock(&mu_);
@@ -114,13 +154,27 @@ absl::StatusOr<WorkerPool::Ticket> WorkerPool::Submit(internal::v1::Submit submi
 
 void WorkerPool::Abort(const Ticket& ticket) {
   if (!ticket.slot) return;
-  uint64_t session;
+  uint64_t session = 0;
+  std::shared_ptr<WorkerSlot> slot;
   {
     absl::MutexLock lock(&mu_);
-    if (ticket.slot->requests.erase(ticket.request_id) == 0) return;
-    session = ticket.slot->session;
+    if (ticket.slot->requests.erase(ticket.request_id) > 0) {
+      slot = ticket.slot;
+    } else if (waiting_.erase(ticket.request_id) > 0) {
+      return;  // waiting for the group: nothing runs anywhere
+    } else {
+      // Retried: placed again, maybe on another worker.
+      for (const auto& s : slots_) {
+        if (s->requests.erase(ticket.request_id) > 0) {
+          slot = s;
+          break;
+        }
+      }
+      if (!slot) return;
+    }
+    session = slot->session;
   }
-  ticket.slot->connection->Abort(session, ticket.request_id);
+  slot->connection->Abort(session, ticket.request_id);
 }
 
 WorkerPool::State WorkerPool::state() const {
@@ -136,7 +190,12 @@ size_t WorkerPool::active_requests() const {
   absl::MutexLock lock(&mu_);
   size_t n = 0;
   for (const auto& slot : slots_) n += slot->requests.size();
-  return n;
+  return n + waiting_.size();
+}
+
+uint64_t WorkerPool::retried_requests() const {
+  absl::MutexLock lock(&mu_);
+  return retried_;
 }
 
 void WorkerPool::OnConnected(WorkerSlot* slot, uint64_t session, uint64_t /*epoch*/,
@@ -149,6 +208,7 @@ void WorkerPool::OnConnected(WorkerSlot* slot, uint64_t session, uint64_t /*epoc
     slot->load.connected = true;
     world_size_ = static_cast<int>(welcome.world_size());
   }
+  retry_cv_.SignalAll();  // waiting requests may go now
   NotifyChange();
 }
 
@@ -166,11 +226,29 @@ void WorkerPool::OnTokens(WorkerSlot* slot, uint64_t session,
     for (const auto& item : batch.items()) {
       auto it = slot->requests.find(item.request_id());
       if (it == slot->requests.end()) continue;  // aborted: drop
+      PlacedRequest& placed = it->second;
+      if (item.token_ids_size() > 0) placed.submit.reset();  // the client sees tokens now
       if (item.has_terminal()) {
-        deliveries.push_back({std::move(it->second), &item});
+        const bool retry = placed.submit != nullptr && !shutting_down_ &&
+                           item.terminal().code() ==
+                               static_cast<int>(absl::StatusCode::kUnavailable) &&
+                           placed.attempt < options_.max_attempts;
+        if (retry) {
+          auto w = std::make_unique<Waiting>();
+          w->prompt_size = placed.submit->prompt_size();
+          w->max_tokens = placed.submit->max_tokens();
+          w->deadline = std::chrono::steady_clock::now() + options_.retry_timeout;
+          w->why = item.terminal().message();
+          w->placed = std::move(placed);
+          waiting_[item.request_id()] = std::move(w);
+          slot->requests.erase(it);
+          retry_cv_.SignalAll();
+          continue;
+        }
+        deliveries.push_back({std::move(placed.sink), &item});
         slot->requests.erase(it);
       } else {
-        deliveries.push_back({it->second, &item});
+        deliveries.push_back({placed.sink, &item});
       }
     }
   }
@@ -197,20 +275,94 @@ void WorkerPool::OnDisconnected(WorkerSlot* slot, uint64_t session, const absl::
     rank = slot->rank;
   }
   FailAll(slot,
-          absl::StrCat("worker ", slot->address, " (rank ", rank, ") lost: ", status.ToString()));
+          absl::StrCat("worker ", slot->address, " (rank ", rank, ") lost: ", status.ToString()),
+          /*retry=*/true);
   NotifyChange();
 }
 
-void WorkerPool::FailAll(WorkerSlot* slot, const std::string& message) {
-  absl::flat_hash_map<uint64_t, std::shared_ptr<RequestSink>> requests;
+void WorkerPool::FailAll(WorkerSlot* slot, const std::string& message, bool retry) {
+  absl::flat_hash_map<uint64_t, PlacedRequest> requests;
   {
     absl::MutexLock lock(&mu_);
     requests.swap(slot->requests);
+    retry = retry && !shutting_down_;
+    for (auto it = requests.begin(); retry && it != requests.end();) {
+      PlacedRequest& placed = it->second;
+      if (placed.submit == nullptr || placed.attempt >= options_.max_attempts) {
+        ++it;
+        continue;
+      }
+      auto w = std::make_unique<Waiting>();
+      w->prompt_size = placed.submit->prompt_size();
+      w->max_tokens = placed.submit->max_tokens();
+      w->deadline = std::chrono::steady_clock::now() + options_.retry_timeout;
+      w->why = message;
+      w->placed = std::move(placed);
+      waiting_[it->first] = std::move(w);
+      requests.erase(it++);
+    }
   }
+  retry_cv_.SignalAll();
   if (requests.empty()) return;
   const Terminal terminal = Unavailable(message);
   const TokenLogprobsList none;
-  for (auto& [id, sink] : requests) sink->OnOutput({}, &terminal, none);
+  for (auto& [id, placed] : requests) placed.sink->OnOutput({}, &terminal, none);
+}
+
+void WorkerPool::RetryLoop() {
+  struct Send {
+    std::shared_ptr<WorkerSlot> slot;
+    uint64_t session;
+    std::shared_ptr<const internal::v1::Submit> submit;
+  };
+  while (true) {
+    std::vector<Send> sends;
+    std::vector<std::unique_ptr<Waiting>> expired;
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutting_down_) return;
+      retry_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(waiting_.empty() ? 1000 : 50));
+      if (shutting_down_) return;
+      if (waiting_.empty()) continue;
+      bool serving = !slots_.empty();
+      for (const auto& s : slots_) serving = serving && s->session != 0;
+      const auto now = std::chrono::steady_clock::now();
+      for (auto it = waiting_.begin(); it != waiting_.end();) {
+        Waiting& w = *it->second;
+        if (now >= w.deadline) {
+          expired.push_back(std::move(it->second));
+          waiting_.erase(it++);
+          continue;
+        }
+        if (!serving) {
+          ++it;
+          continue;
+        }
+        PlacedRequest placed = std::move(w.placed);
+        ++placed.attempt;
+        std::shared_ptr<const internal::v1::Submit> submit = placed.submit;
+        uint64_t session = 0;
+        auto slot = PlaceLocked(it->first, std::move(placed), w.prompt_size, w.max_tokens,
+                                &session);
+        ++retried_;
+        sends.push_back({std::move(slot), session, std::move(submit)});
+        waiting_.erase(it++);
+      }
+    }
+    for (const Send& s : sends) {
+      // A failed write means the worker was lost again: its loss puts the
+      // request back to waiting (or ends it).
+      s.slot->connection->Submit(s.session, *s.submit).IgnoreError();
+    }
+    const TokenLogprobsList none;
+    for (const auto& w : expired) {
+      const Terminal terminal = Unavailable(absl::StrCat(
+          w->why, " (the request waited ",
+          std::chrono::duration_cast<std::chrono::seconds>(options_.retry_timeout).count(),
+          " s to be retried, and the worker group did not come back)"));
+      w->placed.sink->OnOutput({}, &terminal, none);
+    }
+  }
 }
 
 void WorkerPool::NotifyChange() {

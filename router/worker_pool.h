@@ -18,13 +18,24 @@
 //   - the worker's Terminal (OK or an error code), or
 //   - UNAVAILABLE "worker HOST:PORT (rank R) lost: ..." when its stream ends,
 //   - UNAVAILABLE "the router is shutting down" from Shutdown().
+//
+// Transparent retry: a request that has produced no token yet when its
+// worker is lost, or when its worker ends it with UNAVAILABLE (its group
+// broke or is stopping), is not ended: it waits, and is placed again, under
+// the same request id, once every worker is connected (the group has
+// re-formed). It ends with UNAVAILABLE, naming the first failure, when that
+// takes longer than Options::retry_timeout or it failed max_attempts times.
+// A request that has streamed tokens is never retried (its client has seen
+// them). A retry thread places waiting requests and ends expired ones.
 #ifndef MOESERVE_ROUTER_WORKER_POOL_H_
 #define MOESERVE_ROUTER_WORKER_POOL_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -56,6 +67,15 @@ class RequestSink {
                         const TokenLogprobsList& logprobs) = 0;
 };
 
+// One request placed on a worker (guarded by the pool's mutex).
+struct PlacedRequest {
+  std::shared_ptr<RequestSink> sink;
+  // What to place again if the group is lost before the first token (null
+  // once a token came, or when retry is off).
+  std::shared_ptr<const internal::v1::Submit> submit;
+  int attempt = 1;
+};
+
 class WorkerPool {
  public:
   struct State {
@@ -80,7 +100,15 @@ class WorkerPool {
     std::shared_ptr<WorkerSlot> slot;
   };
 
+  struct Options {
+    // How long a request lost with its group waits for the group to come
+    // back (0: no retry).
+    std::chrono::milliseconds retry_timeout{30000};
+    int max_attempts = 3;  // placements of one request, the first included
+  };
+
   explicit WorkerPool(StateCallback on_change = nullptr);
+  WorkerPool(StateCallback on_change, Options options);
   ~WorkerPool();  // Shutdown()
 
   // Takes `connection` and starts it. Addresses are unique: a second
@@ -106,7 +134,8 @@ class WorkerPool {
   void Shutdown();
 
   State state() const;
-  size_t active_requests() const;  // requests whose terminal is still due
+  size_t active_requests() const;  // requests whose terminal is still due (waiting ones too)
+  uint64_t retried_requests() const;  // placements after a lost group, so far
 
  private:
   friend struct WorkerSlot;
@@ -115,18 +144,33 @@ class WorkerPool {
   void OnTokens(WorkerSlot* slot, uint64_t session, const internal::v1::TokenBatch& batch);
   void OnLoad(WorkerSlot* slot, uint64_t session, const internal::v1::LoadReport& load);
   void OnDisconnected(WorkerSlot* slot, uint64_t session, const absl::Status& status);
-  // Ends every request of `slot` with UNAVAILABLE `message`.
-  void FailAll(WorkerSlot* slot, const std::string& message);
+  // Ends every request of `slot` with UNAVAILABLE `message`; with `retry`,
+  // those without a token yet wait for the group instead.
+  void FailAll(WorkerSlot* slot, const std::string& message, bool retry);
   void NotifyChange();
+  // A request waiting for the group.
+  struct Waiting;
+  void RetryLoop();
+  // Places a request on the least-loaded connected worker: the slot and
+  // session to send it on, or null when none is connected.
+  std::shared_ptr<WorkerSlot> PlaceLocked(uint64_t request_id, PlacedRequest placed,
+                                          size_t prompt_size, uint32_t max_tokens,
+                                          uint64_t* session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const StateCallback on_change_;
   absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   State last_notified_ ABSL_GUARDED_BY(notify_mu_);
 
+  const Options options_;
   mutable absl::Mutex mu_;
   std::vector<std::shared_ptr<WorkerSlot>> slots_ ABSL_GUARDED_BY(mu_);
   uint64_t next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
   int world_size_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Waiting>> waiting_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t retried_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar retry_cv_;
+  std::thread retry_thread_;
 };
 
 // One worker: its connection and the pool's bookkeeping for it (guarded by
@@ -140,7 +184,7 @@ struct WorkerSlot : public WorkerConnection::Listener {
   uint64_t session = 0;  // 0: not connected
   uint32_t rank = 0;
   WorkerLoad load;
-  absl::flat_hash_map<uint64_t, std::shared_ptr<RequestSink>> requests;
+  absl::flat_hash_map<uint64_t, PlacedRequest> requests;
 
   void OnConnected(uint64_t s, uint64_t epoch, const internal::v1::Welcome& w) override {
     pool->OnConnected(this, s, epoch, w);

@@ -2,6 +2,9 @@
 
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "router/fake_worker_connection.h"
 
@@ -134,13 +137,17 @@ TEST_F(WorkerPoolTest, AbortSendsAbortAndDropsLaterOutput) {
   EXPECT_EQ(workers_[0]->aborts().size(), 1u);
 }
 
-TEST_F(WorkerPoolTest, LosingAWorkerFailsItsRequestsOnly) {
+// A request that has streamed a token cannot be retried: losing its worker
+// ends it with UNAVAILABLE (and nothing else).
+TEST_F(WorkerPoolTest, LosingAWorkerFailsItsStreamingRequestsOnly) {
   workers_[0]->Connect(0, 2);
   workers_[1]->Connect(1, 2);
   workers_[1]->SendLoad(1000);
   auto lost = std::make_shared<RecordingSink>();
   auto kept = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(pool_->Submit(Work(1, 1), lost).ok());  // w0
+  auto streaming = pool_->Submit(Work(1, 1), lost);  // w0
+  ASSERT_TRUE(streaming.ok());
+  workers_[0]->SendTokens(streaming->request_id, {7});
   workers_[0]->SendLoad(5000);
   ASSERT_TRUE(pool_->Submit(Work(1, 1), kept).ok());  // w1
   workers_[0]->Disconnect(absl::UnavailableError("Socket closed"));
@@ -152,6 +159,144 @@ TEST_F(WorkerPoolTest, LosingAWorkerFailsItsRequestsOnly) {
   // The old session's Submit cannot land on a new one.
   workers_[0]->Connect(0, 2, /*epoch=*/2);
   EXPECT_TRUE(pool_->connected("w0:1"));
+}
+
+// A sink the retry thread may call too: a test waits for its terminal.
+class WaitingSink : public RequestSink {
+ public:
+  void OnOutput(absl::Span<const int32_t> ids, const internal::v1::Terminal* t,
+                const TokenLogprobsList&) override {
+    absl::MutexLock lock(&mu_);
+    tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+    if (t != nullptr) terminals_.push_back(*t);
+  }
+  // The terminals so far, after waiting up to `timeout` for the first.
+  std::vector<internal::v1::Terminal> Terminals(absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](std::vector<internal::v1::Terminal>* t) { return !t->empty(); },
+                             &terminals_),
+                         timeout);
+    return terminals_;
+  }
+  std::vector<int32_t> tokens() {
+    absl::MutexLock lock(&mu_);
+    return tokens_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int32_t> tokens_;
+  std::vector<internal::v1::Terminal> terminals_;
+};
+
+// Which worker holds the `n`-th placement (0-based) of `request_id`, waiting
+// up to 10 s for it.
+int PlacementOf(const std::vector<FakeWorkerConnection*>& workers, uint64_t request_id, int n) {
+  for (int tries = 0; tries < 1000; ++tries) {
+    int count = 0;
+    for (size_t i = 0; i < workers.size(); ++i) {
+      for (const auto& s : workers[i]->submits()) {
+        if (s.request_id() == request_id && count++ == n) return static_cast<int>(i);
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return -1;
+}
+
+int Placements(const std::vector<FakeWorkerConnection*>& workers, uint64_t request_id) {
+  int count = 0;
+  for (auto* w : workers) {
+    for (const auto& s : w->submits()) count += s.request_id() == request_id;
+  }
+  return count;
+}
+
+// The worker of a request with no token yet is lost: the request waits (no
+// terminal) while the group is incomplete, is placed again under the same
+// id once every worker is back, and ends once, with the new placement's
+// output. Aborting it afterwards reaches the worker that holds it now.
+TEST_F(WorkerPoolTest, ARequestWithoutTokensIsRetriedWhenTheGroupComesBack) {
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3);
+  auto sink = std::make_shared<WaitingSink>();
+  auto t = pool_->Submit(Work(3, 4), sink);
+  ASSERT_TRUE(t.ok());
+  const int first = WorkerOf(*t);
+  ASSERT_GE(first, 0);
+  workers_[first]->Disconnect(absl::UnavailableError("Socket closed"));
+  EXPECT_TRUE(sink->Terminals(absl::Milliseconds(200)).empty());
+  EXPECT_EQ(Placements(workers_, t->request_id), 1);  // not while a worker is missing
+  EXPECT_EQ(pool_->active_requests(), 1u);
+  workers_[first]->Connect(first, 3, /*epoch=*/2);
+  const int second = PlacementOf(workers_, t->request_id, 1);
+  ASSERT_GE(second, 0);
+  EXPECT_EQ(pool_->retried_requests(), 1u);
+  workers_[second]->SendTokens(t->request_id, {5});
+  pool_->Abort(*t);  // the ticket names the first worker's slot
+  ASSERT_TRUE(workers_[second]->WaitForAborts(1));
+  EXPECT_EQ(workers_[second]->aborts().back(), t->request_id);
+  EXPECT_EQ(sink->tokens(), (std::vector<int32_t>{5}));
+  EXPECT_TRUE(sink->Terminals(absl::Milliseconds(50)).empty());
+  EXPECT_EQ(pool_->active_requests(), 0u);
+}
+
+// A worker ending a request with UNAVAILABLE before any token (its group
+// broke) is a retry too; the group is complete, so it is placed at once.
+TEST_F(WorkerPoolTest, AnUnavailableTerminalBeforeAnyTokenIsRetried) {
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3);
+  auto sink = std::make_shared<WaitingSink>();
+  auto t = pool_->Submit(Work(2, 2), sink);
+  ASSERT_TRUE(t.ok());
+  workers_[WorkerOf(*t)]->Fail(t->request_id, static_cast<int>(absl::StatusCode::kUnavailable),
+                               "worker group failed: rank 2 is lost");
+  const int second = PlacementOf(workers_, t->request_id, 1);
+  ASSERT_GE(second, 0);
+  workers_[second]->Finish(t->request_id, {8, 9}, internal::v1::FINISH_REASON_LENGTH, 2, 2);
+  const auto terminals = sink->Terminals();
+  ASSERT_EQ(terminals.size(), 1u);
+  EXPECT_EQ(terminals[0].code(), 0);
+  EXPECT_EQ(sink->tokens(), (std::vector<int32_t>{8, 9}));
+  // Other errors are the request's own: never retried.
+  auto bad = std::make_shared<WaitingSink>();
+  auto u = pool_->Submit(Work(2, 2), bad);
+  ASSERT_TRUE(u.ok());
+  workers_[WorkerOf(*u)]->Fail(u->request_id, static_cast<int>(absl::StatusCode::kInvalidArgument),
+                               "no");
+  ASSERT_EQ(bad->Terminals().size(), 1u);
+  EXPECT_EQ(Placements(workers_, u->request_id), 1);
+}
+
+// The group does not come back within the retry timeout: UNAVAILABLE,
+// naming the first failure; aborting a waiting request places nothing.
+TEST(WorkerPoolRetryTest, GivesUpAfterTheTimeoutAndAbortCancelsAWait) {
+  WorkerPool::Options options;
+  options.retry_timeout = std::chrono::milliseconds(300);
+  WorkerPool pool(nullptr, options);
+  auto w = std::make_unique<FakeWorkerConnection>("w0:1");
+  FakeWorkerConnection* worker = w.get();
+  pool.AddWorker(std::move(w));
+  worker->Connect(0, 1);
+  auto sink = std::make_shared<WaitingSink>();
+  auto aborted = std::make_shared<WaitingSink>();
+  auto t = pool.Submit(Work(1, 1), sink);
+  auto a = pool.Submit(Work(1, 1), aborted);
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(a.ok());
+  worker->Disconnect(absl::UnavailableError("Socket closed"));
+  pool.Abort(*a);
+  const auto start = std::chrono::steady_clock::now();
+  const auto terminals = sink->Terminals();
+  ASSERT_EQ(terminals.size(), 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  EXPECT_EQ(terminals[0].code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(terminals[0].message(), ::testing::HasSubstr("worker w0:1 (rank 0) lost"));
+  EXPECT_THAT(terminals[0].message(), ::testing::HasSubstr("did not come back"));
+  EXPECT_EQ(pool.active_requests(), 0u);
+  worker->Connect(0, 1, /*epoch=*/2);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(worker->submits().size(), 2u);  // nothing placed again
+  EXPECT_TRUE(aborted->Terminals(absl::Milliseconds(1)).empty());
 }
 
 TEST_F(WorkerPoolTest, ShutdownFailsWhatIsLeft) {
