@@ -295,8 +295,12 @@ int RouterMain(int argc, char** argv, int first) {
   if (metrics_port >= 0) {
     auto started = MetricsServer::Start(
         JoinHostPort(listen_host, std::to_string(metrics_port)),
-        [&request_metrics, &readiness](MetricSet& m) {
+        [&request_metrics, &readiness, &pool](MetricSet& m) {
           request_metrics.Fill(m);
+          m.Counter("moeserve_request_retries_total",
+                    "Requests placed again after their worker group broke before their first "
+                    "token.",
+                    static_cast<double>(pool.retried_requests()));
           const WorkerPool::State s = readiness.Snapshot();
           m.Gauge("moeserve_router_ready", "1 when every worker is connected and serving.",
                   s.serving() ? 1 : 0);
