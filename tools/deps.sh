@@ -13,7 +13,9 @@
 # libFuzzer (the fuzz targets), Node.js + npm (reference tokenizers), Python 3
 # with grpcio and protobuf (the independent gRPC client), numpy and torch (the
 # demo model's training script, run for two steps), wbritish (an English
-# dictionary the demo-model test checks its text with).
+# dictionary the demo-model test checks its text with), python3-yaml (the
+# deploy tests read the rendered Kubernetes manifests), buildah (the image
+# test builds deploy/docker/Dockerfile's runtime stage without a daemon).
 # An entry `package:command` is skipped when `command` is already on PATH
 # (e.g. a Node.js installed from elsewhere, which Debian's npm conflicts with).
 
@@ -51,6 +53,8 @@ MOESERVE_TEST_PACKAGES=(
   python3-numpy
   python3-torch
   wbritish
+  python3-yaml
+  buildah
 )
 
 # moeserve_install_deps [test]: the build's packages, and with `test` the
