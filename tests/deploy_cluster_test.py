@@ -103,7 +103,7 @@ class DeployClusterTest(unittest.TestCase):
         """Kubelet's order: the startup probe until it passes (within its
         window, capped for the test), then readiness."""
         c = pod.spec["containers"][0]
-        proc = pod.processes[0][1]
+        proc = pod.processes[-1][1]
         for kind, cap in [("startupProbe", 120), ("readinessProbe", 30)]:
             probe = c.get(kind)
             if probe is None:
@@ -113,10 +113,10 @@ class DeployClusterTest(unittest.TestCase):
             while not du.run_probe(pod, c, probe):
                 if proc.poll() is not None:
                     raise AssertionError("%s exited with %d before its %s passed:\n%s" % (
-                        pod.name, proc.returncode, kind, du.read_log(pod.processes[0][2])))
+                        pod.name, proc.returncode, kind, du.read_log(pod.processes[-1][2])))
                 if time.time() > deadline:
                     raise AssertionError("%s: %s did not pass within %d s:\n%s" % (
-                        pod.name, kind, limit, du.read_log(pod.processes[0][2])))
+                        pod.name, kind, limit, du.read_log(pod.processes[-1][2])))
                 time.sleep(0.2)
 
     @classmethod
@@ -130,7 +130,7 @@ class DeployClusterTest(unittest.TestCase):
         du.stop_all(cls.pods)
 
     def log(self, pod):
-        return du.read_log(pod.processes[0][2], limit=100000)
+        return du.read_log(pod.processes[-1][2], limit=100000)
 
     def service_address(self, name, port_name):
         """Where the Service's port lands: its targetPort on a selected pod."""
@@ -173,7 +173,7 @@ class DeployClusterTest(unittest.TestCase):
         # image, whose root is read-only where the manifest says so.
         for pod in self.pods:
             c = pod.spec["containers"][0]
-            pid = pod.processes[0][1].pid
+            pid = pod.processes[-1][1].pid
             sec = dict(pod.spec.get("securityContext", {}), **c.get("securityContext", {}))
             with open("/proc/%d/status" % pid) as f:
                 uid = int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1))
@@ -274,18 +274,81 @@ class DeployClusterTest(unittest.TestCase):
         self.assertEqual(missing, [], "metrics not exported by the live router and workers")
         self.assertEqual(bad_labels, [])
 
-    def test_5_sigterm_drains_within_the_grace_period(self):
+    def test_5_a_lost_rank_comes_back_and_the_group_re_forms(self):
+        """kill -9 of a rank's container: the other ranks stay alive (their
+        liveness probe passes) but not ready until kubelet has restarted the
+        lost container (same pod: name, address, rank) and the group has
+        re-formed under a new epoch; then the router serves again."""
+        lost, survivors = self.workers[-1], self.workers[:-1]
+        epochs_before = {p.name: self.epochs(p) for p in survivors}
+        lost.processes[-1][1].kill()
+        lost.processes[-1][1].wait(10)
+        c = lost.spec["containers"][0]
+        for pod in survivors:
+            sc = pod.spec["containers"][0]
+            noticed = du.wait_until(lambda: not du.run_probe(pod, sc, sc["readinessProbe"]), 60)
+            self.assertTrue(noticed, "%s stayed ready without its peer:\n%s" % (pod.name, self.log(pod)))
+            self.assertIsNone(pod.processes[-1][1].poll(), "%s exited:\n%s" % (pod.name, self.log(pod)))
+            self.assertTrue(du.run_probe(pod, sc, sc["livenessProbe"]),
+                            "%s fails its liveness probe while the group re-forms: kubelet would restart it"
+                            % pod.name)
+        time.sleep(2)  # kubelet's restart back-off starts at 10 s; the test waits less
+        for pod in survivors:
+            sc = pod.spec["containers"][0]
+            self.assertTrue(du.run_probe(pod, sc, sc["livenessProbe"]), pod.name)
+        _, argv, _ = du.start_container(lost, c, self.objects, self.rootfs, NODE_PATHS, self.dir)
+        self.assertEqual(argv, self.argv[lost.name], "a restart must give the same rank and flags")
+        start = time.time()
+        try:
+            for pod in self.workers + self.routers:
+                self.wait_ready(pod)
+        except AssertionError:
+            self.dump_logs()
+            raise
+        print("group re-formed and routers ready %.1f s after the restart" % (time.time() - start))
+        for pod in survivors:
+            self.assertEqual(self.epochs(pod)[:len(epochs_before[pod.name])], epochs_before[pod.name])
+            self.assertGreater(len(self.epochs(pod)), len(epochs_before[pod.name]), "no new epoch")
+            self.assertEqual(self.epochs(pod)[-1], self.epochs(lost)[-1], "ranks in different epochs")
+        with grpc.insecure_channel(self.service_address("moeserve-router", "grpc")) as ch:
+            stub = inference_pb2_grpc.InferenceStub(ch)
+            tokens = []
+            for chunk in stub.Generate(inference_pb2.GenerateRequest(text=PROMPT, max_tokens=8), timeout=60):
+                tokens.extend(chunk.token_ids)
+        self.assertEqual(len(tokens), 8)
+
+    def epochs(self, pod):
+        return re.findall(r"moeserve-worker ready .* epoch=(\d+)", self.log(pod))
+
+    def test_6_sigterm_drains_within_the_grace_period(self):
         # Kubelet: preStop, then SIGTERM, then SIGKILL at
-        # terminationGracePeriodSeconds. Routers first, then the workers.
+        # terminationGracePeriodSeconds. Routers first (one with a call in
+        # flight, which must finish), then the workers.
+        router = self.routers[0]
+        channel = grpc.insecure_channel(self.service_address("moeserve-router", "grpc"))
+        call = inference_pb2_grpc.InferenceStub(channel).Generate(
+            inference_pb2.GenerateRequest(text=PROMPT, max_tokens=64), timeout=60)
+        first = next(call)
+        sigterm_at = {router.name: time.time()}
+        router.processes[-1][1].send_signal(signal.SIGTERM)
+        tokens, finish = list(first.token_ids), None
+        for chunk in call:
+            tokens.extend(chunk.token_ids)
+            if chunk.HasField("finish"):
+                finish = chunk.finish
+        channel.close()
+        self.assertEqual(len(tokens), 64, "the call in flight did not finish during the drain")
+        self.assertEqual(finish.reason, inference_pb2.FINISH_REASON_LENGTH)
         for pod in self.routers + self.workers:
             grace = pod.spec.get("terminationGracePeriodSeconds", 30)
             c = pod.spec["containers"][0]
             pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-            proc = pod.processes[0][1]
-            start = time.time()
-            proc.send_signal(signal.SIGTERM)
+            proc = pod.processes[-1][1]
+            start = sigterm_at.get(pod.name, time.time())
+            if pod.name not in sigterm_at:
+                proc.send_signal(signal.SIGTERM)
             try:
-                code = proc.wait(grace - pre_stop)
+                code = proc.wait(max(0.0, start + grace - pre_stop - time.time()))
             except subprocess.TimeoutExpired:
                 self.fail("%s did not stop within terminationGracePeriodSeconds %d - preStop %d:\n%s" % (
                     pod.name, grace, pre_stop, self.log(pod)))

@@ -240,7 +240,7 @@ class Pod:
         self.name, self.namespace, self.labels, self.spec, self.ip = name, namespace, labels, spec, ip
         self.hostname = spec.get("hostname", name)
         self.subdomain = subdomain
-        self.processes = []  # (container name, Popen, log path)
+        self.processes = []  # (container name, Popen, log path), restarts last
 
     def fqdn(self, domain=CLUSTER_DOMAIN):
         if not self.subdomain:
@@ -429,7 +429,8 @@ def start_container(pod, container, objects, rootfs, node_paths, workdir):
     # Without other users to switch to, stay uid 0 (--userspec would call
     # setgroups, which such a namespace refuses).
     userspec = [] if ONLY_ROOT_MAPPED else ["--userspec=%d:%d" % (uid, gid)]
-    log = os.path.join(workdir, "%s.%s.log" % (pod.name, container["name"]))
+    restarts = sum(1 for name, _, _ in pod.processes if name == container["name"])
+    log = os.path.join(workdir, "%s.%s.%d.log" % (pod.name, container["name"], restarts))
     # env -i: the container gets exactly its environment (no PATH either:
     # the commands are absolute, as the manifests write them).
     full = [tool("unshare"), "--mount", "--uts", "--ipc", "--", "/bin/sh", "-c", script, "sh",
