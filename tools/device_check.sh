@@ -301,12 +301,12 @@ main() {
       serve_note="NOT RUN (time budget spent)"; bench_fail=1
     else
       MOESERVE_BIN="$bundle/bench/moeserve" timeout -k 10 "$limit" python3 \
-        bench/gpu_serving_bench.py --tokens 256 --repeats 2 ${copy_gbps:+--copy-gbps=$copy_gbps} \
+        bench/gpu_serving_bench.py --tokens 256 --repeats 2 --concurrency 1,4,16,64 ${copy_gbps:+--copy-gbps=$copy_gbps} \
         >"$out/gpu_serving_bench.log" 2>&1
       rc=$?
       cat "$out/gpu_serving_bench.log"
       ((rc != 0)) && { serve_note="FAILED (exit $rc; see $out/gpu_serving_bench.log)"; bench_fail=1; }
-      serve_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_serving_bench.log" | tail -9)
+      serve_lines=$(grep -v '^[[:space:]]*$' "$out/gpu_serving_bench.log" | tail -15)
     fi
   fi
 
