@@ -3,7 +3,10 @@
 Only meaningful when @local_cuda found a toolkit (HAS_CUDA); BUILD files
 guard their CUDA targets with `if HAS_CUDA:` so a machine without CUDA builds
 everything else. Architectures default to sm_90 (H100/H200) plus PTX for
-newer GPUs; override with `--define=cuda_archs=80;90` style lists.
+newer GPUs; override with `--define=cuda_archs=80;90` style lists (';' or
+',' separated compute capabilities without the dot): SASS for each, and PTX
+of the last for GPUs newer than all of them. The kernels need sm_80 or later
+(bf16 mma.sync, cp.async).
 """
 
 load("@local_cuda//:defs.bzl", "CUDA_PATH")
@@ -23,8 +26,9 @@ def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], copts = [], **k
             cmd = "export TMPDIR=$$(mktemp -d) && trap 'rm -rf $$TMPDIR' EXIT && " + " ".join([
                 CUDA_PATH + "/bin/nvcc",
                 "-std=c++17 -O3 -ccbin /usr/bin/g++ -Xcompiler -fPIC -I.",
-                "-gencode arch=compute_90,code=sm_90",
-                "-gencode arch=compute_90,code=compute_90",
+                "$$(archs=$$(echo '$(cuda_archs)' | tr ';,' '  ');",
+                "for a in $$archs; do printf -- '-gencode arch=compute_%s,code=sm_%s ' $$a $$a; done;",
+                "last=$${archs##* }; printf -- '-gencode arch=compute_%s,code=compute_%s' $$last $$last)",
                 " ".join(copts),
                 "-c $(location " + src + ") -o $@",
             ]),
