@@ -324,8 +324,11 @@ void WorkerPool::RetryLoop() {
       retry_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(waiting_.empty() ? 1000 : 50));
       if (shutting_down_) return;
       if (waiting_.empty()) continue;
-      bool serving = !slots_.empty();
-      for (const auto& s : slots_) serving = serving && s->session != 0;
+      State group;
+      group.workers = static_cast<int>(slots_.size());
+      for (const auto& s : slots_) group.connected += s->session != 0;
+      group.world_size = world_size_;
+      const bool serving = group.serving();
       const auto now = std::chrono::steady_clock::now();
       for (auto it = waiting_.begin(); it != waiting_.end();) {
         Waiting& w = *it->second;

@@ -82,8 +82,12 @@ class WorkerPool {
     int workers = 0;     // known addresses
     int connected = 0;   // of which Welcomed
     int world_size = 0;  // from the latest Welcome (0 before any)
-    // Every known worker is connected (and there is at least one).
-    bool serving() const { return workers > 0 && connected == workers; }
+    // Every known worker is connected, there is at least one, and they are
+    // at least the group's world size (a worker that DNS does not list yet
+    // is missing too).
+    bool serving() const {
+      return workers > 0 && connected == workers && connected >= world_size;
+    }
     bool operator==(const State& o) const {
       return workers == o.workers && connected == o.connected && world_size == o.world_size;
     }

@@ -309,6 +309,18 @@ TEST_F(WorkerPoolTest, ShutdownFailsWhatIsLeft) {
   EXPECT_TRUE(workers_[0]->shut_down());
 }
 
+// A group of 3 of which the router knows 2 (DNS does not list the third
+// yet): connected to both, it still does not serve.
+TEST_F(WorkerPoolTest, FewerWorkersThanTheWorldSizeIsNotServing) {
+  pool_->RemoveWorker("w2:1");
+  workers_[0]->Connect(0, 3);
+  workers_[1]->Connect(1, 3);
+  EXPECT_EQ(pool_->state().connected, 2);
+  EXPECT_FALSE(pool_->state().serving());
+  pool_->AddWorker(std::make_unique<FakeWorkerConnection>("w2:1"));
+  EXPECT_FALSE(pool_->state().serving());
+}
+
 TEST_F(WorkerPoolTest, RemoveWorker) {
   pool_->RemoveWorker("w1:1");
   EXPECT_EQ(pool_->addresses(), (std::vector<std::string>{"w0:1", "w2:1"}));
