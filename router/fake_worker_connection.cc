@@ -95,7 +95,8 @@ void FakeWorkerConnection::Fail(uint64_t request_id, int code, const std::string
   SendBatch(batch);
 }
 
-void FakeWorkerConnection::SendLoad(uint64_t pending_tokens, uint32_t active_requests) {
+void FakeWorkerConnection::SendLoad(uint64_t pending_tokens, uint32_t active_requests,
+                                    bool draining) {
   absl::MutexLock deliver(&deliver_mu_);
   Listener* listener;
   uint64_t session;
@@ -108,6 +109,7 @@ void FakeWorkerConnection::SendLoad(uint64_t pending_tokens, uint32_t active_req
   internal::v1::LoadReport load;
   load.set_pending_tokens(pending_tokens);
   load.set_active_requests(active_requests);
+  load.set_draining(draining);
   listener->OnLoad(session, load);
 }
 

@@ -46,7 +46,7 @@ class FakeWorkerConnection : public WorkerConnection {
   // An error Terminal (`code` a google.rpc code).
   void Fail(uint64_t request_id, int code, const std::string& message);
   void SendBatch(const internal::v1::TokenBatch& batch);
-  void SendLoad(uint64_t pending_tokens, uint32_t active_requests = 0);
+  void SendLoad(uint64_t pending_tokens, uint32_t active_requests = 0, bool draining = false);
   // Ends the session (no-op when not connected).
   void Disconnect(const absl::Status& why);
 

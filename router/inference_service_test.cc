@@ -131,7 +131,7 @@ TEST_F(InferenceServiceTest, NoWorkerIsUnavailable) {
   Call call(stub_.get(), Ids({1, 2}));
   const grpc::Status& s = call.Join();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(s.error_message(), "no worker is connected");
+  EXPECT_EQ(s.error_message(), "no worker is connected and accepting requests");
   EXPECT_TRUE(call.responses().empty());
 }
 

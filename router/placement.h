@@ -19,6 +19,7 @@ namespace router {
 
 struct WorkerLoad {
   bool connected = false;         // only Welcomed workers are eligible
+  bool draining = false;          // and not draining (LoadReport.draining)
   uint64_t reported_pending = 0;  // LoadReport.pending_tokens, last seen
   uint64_t placed_since_report = 0;
 
@@ -26,7 +27,7 @@ struct WorkerLoad {
 };
 
 // Index of the eligible worker with the least outstanding() work (lowest
-// index on ties), or -1 when none is connected.
+// index on ties), or -1 when none is connected and not draining.
 int PickWorker(absl::Span<const WorkerLoad> workers);
 
 // The work a request adds to its worker until the next LoadReport.

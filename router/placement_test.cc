@@ -22,6 +22,14 @@ TEST(PlacementTest, NoWorkerIsMinusOne) {
   EXPECT_EQ(PickWorker(w), -1);
 }
 
+TEST(PlacementTest, DrainingWorkersAreSkipped) {
+  std::vector<WorkerLoad> w = {Load(true, 100), Load(true, 30), Load(true, 50)};
+  w[1].draining = true;
+  EXPECT_EQ(PickWorker(w), 2);
+  w[0].draining = w[2].draining = true;
+  EXPECT_EQ(PickWorker(w), -1);
+}
+
 TEST(PlacementTest, LeastOutstandingWins) {
   std::vector<WorkerLoad> w = {Load(true, 100), Load(true, 30), Load(true, 50)};
   EXPECT_EQ(PickWorker(w), 1);

@@ -139,7 +139,9 @@ absl::StatusOr<WorkerPool::Ticket> WorkerPool::Submit(internal::v1::Submit submi
     }
     ticket.slot = PlaceLocked(ticket.request_id, std::move(placed), submit.prompt_size(),
                               submit.max_tokens(), &session);
-    if (!ticket.slot) return absl::UnavailableError("no worker is connected");
+    if (!ticket.slot) {
+      return absl::UnavailableError("no worker is connected and accepting requests");
+    }
     ++next_request_id_;
   }
   absl::Status sent = ticket.slot->connection->Submit(session, submit);
@@ -263,6 +265,7 @@ void WorkerPool::OnLoad(WorkerSlot* slot, uint64_t session, const internal::v1::
   if (slot->session != session) return;
   slot->load.reported_pending = load.pending_tokens();
   slot->load.placed_since_report = 0;
+  slot->load.draining = load.draining();
 }
 
 void WorkerPool::OnDisconnected(WorkerSlot* slot, uint64_t session, const absl::Status& status) {

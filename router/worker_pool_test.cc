@@ -64,7 +64,7 @@ TEST_F(WorkerPoolTest, NoWorkerConnectedIsUnavailable) {
   auto t = pool_->Submit(Work(1, 1), sink);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(t.status().message(), "no worker is connected");
+  EXPECT_EQ(t.status().message(), "no worker is connected and accepting requests");
   EXPECT_EQ(pool_->active_requests(), 0u);
 }
 
@@ -307,6 +307,28 @@ TEST_F(WorkerPoolTest, ShutdownFailsWhatIsLeft) {
   ASSERT_EQ(sink->terminals.size(), 1u);
   EXPECT_EQ(sink->terminals[0].message(), "the router is shutting down");
   EXPECT_TRUE(workers_[0]->shut_down());
+}
+
+// A worker that says it drains gets nothing new; its load report saying it
+// no longer drains (a new session) makes it eligible again.
+TEST_F(WorkerPoolTest, NothingNewIsPlacedOnADrainingWorker) {
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3);
+  workers_[0]->SendLoad(0, 0, /*draining=*/true);
+  workers_[1]->SendLoad(0, 0, /*draining=*/true);
+  workers_[2]->SendLoad(1000000);
+  auto sink = std::make_shared<RecordingSink>();
+  for (int n = 0; n < 3; ++n) {
+    auto t = pool_->Submit(Work(1, 1), sink);
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(WorkerOf(*t), 2);
+  }
+  workers_[2]->SendLoad(0, 0, /*draining=*/true);
+  auto none = pool_->Submit(Work(1, 1), sink);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  workers_[0]->SendLoad(0);
+  auto again = pool_->Submit(Work(1, 1), sink);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(WorkerOf(*again), 0);
 }
 
 // A group of 3 of which the router knows 2 (DNS does not list the third

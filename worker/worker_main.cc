@@ -357,6 +357,7 @@ int WorkerMain(int argc, char** argv, int first) {
   kernels::cpu::SetNumThreads(f.threads);
   std::atomic<Engine*> running{nullptr};
   std::atomic<grpc::HealthCheckServiceInterface*> health{nullptr};
+  WorkerService service;  // before the handler, which tells routers it drains
   std::mutex stop_mu;  // held while the handler uses `running`
   std::atomic<bool> stopping{false};
   signals.Start([&] {
@@ -364,6 +365,7 @@ int WorkerMain(int argc, char** argv, int first) {
     stopping.store(true);
     if (Engine* e = running.load()) {
       if (auto* h = health.load()) h->SetServingStatus(false);
+      service.SetDraining();
       const bool drained = e->Drain(std::chrono::seconds(std::max(0, f.drain_timeout_s)));
       std::fprintf(stderr, "moeserve-worker rank %d: %s; stopping the group\n", f.rank,
                    drained ? "drained" : "drain timed out");
@@ -375,7 +377,6 @@ int WorkerMain(int argc, char** argv, int first) {
   });
 
   // 1. Serve: the Worker service (not ready yet) and rank 0's store.
-  WorkerService service;
   InMemoryKvStore local_store;
   CoordinatorService coordinator(&local_store);
   int port = 0;

@@ -35,13 +35,25 @@ void WorkerService::NotReady() {
 }
 
 void WorkerService::BroadcastLoad(const EngineLoad& load) {
+  std::lock_guard<std::mutex> l(mu_);
+  last_load_ = load;
   v1::WorkerMessage m;
   v1::LoadReport* r = m.mutable_load();
   r->set_active_requests(load.active_requests);
   r->set_pending_tokens(load.pending_tokens);
   r->set_kv_tokens(load.kv_tokens);
-  std::lock_guard<std::mutex> l(mu_);
+  r->set_draining(draining_);
   for (auto& sink : sinks_) sink->Send(m);
+}
+
+void WorkerService::SetDraining() {
+  EngineLoad load;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    draining_ = true;
+    load = last_load_;
+  }
+  BroadcastLoad(load);
 }
 
 grpc::Status WorkerService::Connect(

@@ -52,6 +52,9 @@ class WorkerService final : public internal::v1::Worker::Service {
   void NotReady();
   // Sends a LoadReport to every connected router.
   void BroadcastLoad(const EngineLoad& load);
+  // From now on every LoadReport says draining, starting with one sent now
+  // (with the last load sent), so routers stop placing requests here.
+  void SetDraining();
 
   grpc::Status Connect(
       grpc::ServerContext* context,
@@ -75,6 +78,8 @@ class WorkerService final : public internal::v1::Worker::Service {
   std::mutex mu_;
   std::vector<std::shared_ptr<StreamSink>> sinks_;
   std::vector<grpc::ServerContext*> streams_;  // open Connect calls, to cancel
+  bool draining_ = false;  // mu_
+  EngineLoad last_load_;   // mu_
 };
 
 }  // namespace moeserve
