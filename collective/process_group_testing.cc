@@ -115,6 +115,9 @@ std::vector<int> RunProcessGroup(const GroupOptions& o, absl::Duration limit,
       return codes;
     }
     if (pid == 0) {
+      // As moeserve-worker: a write to a dead peer's socket must be an
+      // error (EPIPE), not the end of the process.
+      signal(SIGPIPE, SIG_IGN);
       GroupOptions mine = o;
       mine.rank = r;
       ExitChild(RankMain(mine, fds[0], fds[1], body));

@@ -135,6 +135,9 @@ class Readiness {
 }  // namespace
 
 int RouterMain(int argc, char** argv, int first) {
+  // A client or worker that vanished mid-write must be an error on that
+  // connection (EPIPE), never the end of the router.
+  signal(SIGPIPE, SIG_IGN);
   std::string listen = "0.0.0.0:50051", workers_flag, model, chat_format;
   std::string router_id = DefaultRouterId();
   int http_port = -1;

@@ -305,9 +305,13 @@ class ClusterTest(unittest.TestCase):
             status = None
             while status != 503 and time.time() < deadline:
                 conn = http.client.HTTPConnection(host, int(port), timeout=5)
-                conn.request("GET", "/health")
-                status = conn.getresponse().status
-                conn.close()
+                try:
+                    conn.request("GET", "/health")
+                    status = conn.getresponse().status
+                except OSError as e:
+                    self.fail(f"GET /health during the drain: {e!r}\n{c.log()[-4000:]}")
+                finally:
+                    conn.close()
             self.assertEqual(status, 503)
             # Refused at once (the router may take a moment to see the signal).
             refused = None

@@ -274,6 +274,10 @@ int Fail(const absl::Status& s, int rank) {
 }  // namespace
 
 int WorkerMain(int argc, char** argv, int first) {
+  // Gloo writes to its peers' sockets without MSG_NOSIGNAL: a peer that died
+  // would otherwise kill this rank with SIGPIPE instead of failing the
+  // collective call, and the survivors could not re-form.
+  signal(SIGPIPE, SIG_IGN);
   WorkerFlags f;
   FlagSet flags("moeserve-worker",
                 "One rank of an expert-parallel worker group: holds the dense weights and "
