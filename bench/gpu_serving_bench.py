@@ -18,8 +18,11 @@ once, each asking for --tokens tokens (--ignore-eos, --temperature) after a
   - decode tok/s: the sum over the C streams of (tokens - 1) / (time from
     its first token to its end), as each client reports it: the rate while
     the streams decode together (vLLM's 1 / TPOT, summed).
-Only the standard library (numpy for making the model), so it runs on the
-GPU machine.
+Also the router's CPU per streamed token: the CPU time of all its threads
+(/proc/PID/task/*/schedstat) over a round, over the tokens streamed. Only
+the standard library (numpy for making the model), so it runs on the GPU
+machine (tests/cluster_util.py's cpu_seconds needs grpc, so it is not
+imported).
 
 The roofline is the bytes one decode step must read (attention and router
 weights of every layer, the experts the batch hits, lm_head; KV cache of a
@@ -95,17 +98,46 @@ def main():
     print(f"\nGPU worker, {layers}-layer Qwen3-30B-A3B-shaped model, {a.tokens} tokens per "
           f"request, temperature {a.temperature}")
     print(f"{'mode':>7} {'concurrency':>11} {'wall tok/s':>10} {'decode tok/s':>12} "
-          f"{'MB/step':>8} {'roofline tok/s':>15} {'decode/roofline':>15}")
+          f"{'MB/step':>8} {'roofline tok/s':>15} {'decode/roofline':>15} {'router us/tok':>13}")
     for mode in modes:
-        for c, wall, decode, mb, roof in rows[mode]:
+        for c, wall, decode, mb, roof, router_us in rows[mode]:
             share = f"{100 * decode / roof:.1f} %" if roof else "-"
             print(f"{mode:>7} {c:>11} {wall:>10.0f} {decode:>12.0f} {mb:>8.0f} {roof:>15.0f} "
-                  f"{share:>15}")
+                  f"{share:>15} {router_us:>13.1f}")
     if "graphs" in rows and "eager" in rows:
-        for (c, gw, gd, _, _), (_, ew, ed, _, _) in zip(rows["graphs"], rows["eager"]):
+        for (c, gw, gd, *_), (_, ew, ed, *_) in zip(rows["graphs"], rows["eager"]):
             print(f"concurrency {c}: graphs / eager = {gd / ed:.2f}x decode, "
                   f"{gw / ew:.2f}x wall")
     return 0
+
+
+def router_pid(parent):
+    """The router started by `moeserve local` (pid `parent`)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and len(args) > 1 and args[1] == b"router":
+            return int(entry)
+    return None
+
+
+def cpu_seconds(pid):
+    """CPU time of every thread of `pid` (schedstat: ns, not 10 ms ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that just ended
+    return total * 1e-9
 
 
 STATS = re.compile(r"\[(\d+) prompt tokens, (\d+) generated, .*time to first token "
@@ -133,11 +165,13 @@ def run_mode(a, mode, levels, layers, vocab):
     print(f"[{mode}] cluster ready in {time.time() - t0:.1f} s: "
           + "; ".join(l for l in lines if "device=" in l), flush=True)
     rng = random.Random(1)
+    router = router_pid(proc.pid)
 
     def one_round(c):
         prompts = [",".join(str(rng.randrange(vocab)) for _ in range(16))
                    for _ in range(c)]
         start = time.time()
+        cpu0 = cpu_seconds(router) if router else 0.0
         procs = [subprocess.Popen([BIN, "generate", "--target", target, "--prompt-ids", pr,
                                    "--max-tokens", str(a.tokens), "--ignore-eos",
                                    "--temperature", str(a.temperature), "--seed", str(i),
@@ -153,9 +187,10 @@ def run_mode(a, mode, levels, layers, vocab):
             got += int(m.group(2))
             decode += float(m.group(4))
         wall = time.time() - start
+        router_us = (cpu_seconds(router) - cpu0) / got * 1e6 if router else 0.0
         if got != c * a.tokens:
             raise SystemExit(f"concurrency {c}: {got} tokens, wanted {c * a.tokens}")
-        return got / wall, decode
+        return got / wall, decode, router_us
 
     one_round(1)  # warm-up
     rows = []
@@ -164,11 +199,12 @@ def run_mode(a, mode, levels, layers, vocab):
             runs = [one_round(c) for _ in range(a.repeats)]
             wall = statistics.median(r[0] for r in runs)
             decode = statistics.median(r[1] for r in runs)
+            router_us = statistics.median(r[2] for r in runs)
             mb = step_bytes(c, layers) / 1e6
             roof = (a.copy_gbps * 1e9 / (mb * 1e6)) * c if a.copy_gbps > 0 else 0
-            rows.append((c, wall, decode, mb, roof))
-            print(f"[{mode}] concurrency {c}: {wall:.0f} wall tok/s, {decode:.0f} decode tok/s "
-                  f"(medians of {a.repeats})", flush=True)
+            rows.append((c, wall, decode, mb, roof, router_us))
+            print(f"[{mode}] concurrency {c}: {wall:.0f} wall tok/s, {decode:.0f} decode tok/s, "
+                  f"router {router_us:.1f} us CPU/token (medians of {a.repeats})", flush=True)
     finally:
         proc.terminate()
         proc.wait(60)
