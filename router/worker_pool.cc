@@ -109,7 +109,7 @@ void WorkerPool::Shutdown() {
   for (auto& [id, w] : waiting) w->placed.sink->OnOutput({}, &terminal, none);
 }
 
-std::shared_ptr<WorkerSlot> WorkerPool::PlaceLocked(uint64_t request_id, PlacedRequest placed,
+std::shared_ptr<WorkerSlot> WorkerPool::PlaceLocked(uint64_t request_id, PlacedRequest&& placed,
                                                     size_t prompt_size, uint32_t max_tokens,
                                                     uint64_t* session) {
   std::vector<WorkerLoad> loads;
@@ -344,12 +344,16 @@ void WorkerPool::RetryLoop() {
           ++it;
           continue;
         }
-        PlacedRequest placed = std::move(w.placed);
-        ++placed.attempt;
-        std::shared_ptr<const internal::v1::Submit> submit = placed.submit;
+        std::shared_ptr<const internal::v1::Submit> submit = w.placed.submit;
+        ++w.placed.attempt;
         uint64_t session = 0;
-        auto slot = PlaceLocked(it->first, std::move(placed), w.prompt_size, w.max_tokens,
+        auto slot = PlaceLocked(it->first, std::move(w.placed), w.prompt_size, w.max_tokens,
                                 &session);
+        if (!slot) {  // every worker drains: wait on
+          --w.placed.attempt;
+          ++it;
+          continue;
+        }
         ++retried_;
         sends.push_back({std::move(slot), session, std::move(submit)});
         waiting_.erase(it++);

@@ -155,9 +155,10 @@ class WorkerPool {
   // A request waiting for the group.
   struct Waiting;
   void RetryLoop();
-  // Places a request on the least-loaded connected worker: the slot and
-  // session to send it on, or null when none is connected.
-  std::shared_ptr<WorkerSlot> PlaceLocked(uint64_t request_id, PlacedRequest placed,
+  // Places a request on the least-loaded eligible worker: the slot and
+  // session to send it on; or null, leaving `placed` as it was, when no
+  // worker is connected and accepting requests.
+  std::shared_ptr<WorkerSlot> PlaceLocked(uint64_t request_id, PlacedRequest&& placed,
                                           size_t prompt_size, uint32_t max_tokens,
                                           uint64_t* session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

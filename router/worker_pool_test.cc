@@ -267,6 +267,22 @@ TEST_F(WorkerPoolTest, AnUnavailableTerminalBeforeAnyTokenIsRetried) {
   EXPECT_EQ(Placements(workers_, u->request_id), 1);
 }
 
+// A request to retry while every worker drains waits (it is not lost, and
+// nothing crashes) until one accepts requests again.
+TEST_F(WorkerPoolTest, ARetryWaitsWhileEveryWorkerDrains) {
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3);
+  auto sink = std::make_shared<WaitingSink>();
+  auto t = pool_->Submit(Work(2, 2), sink);
+  ASSERT_TRUE(t.ok());
+  for (int i = 0; i < 3; ++i) workers_[i]->SendLoad(0, 0, /*draining=*/true);
+  workers_[WorkerOf(*t)]->Fail(t->request_id, static_cast<int>(absl::StatusCode::kUnavailable),
+                               "this worker is draining");
+  EXPECT_TRUE(sink->Terminals(absl::Milliseconds(200)).empty());
+  EXPECT_EQ(Placements(workers_, t->request_id), 1);
+  workers_[1]->SendLoad(0);
+  EXPECT_EQ(PlacementOf(workers_, t->request_id, 1), 1);
+}
+
 // The group does not come back within the retry timeout: UNAVAILABLE,
 // naming the first failure; aborting a waiting request places nothing.
 TEST(WorkerPoolRetryTest, GivesUpAfterTheTimeoutAndAbortCancelsAWait) {
