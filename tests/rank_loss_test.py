@@ -14,9 +14,10 @@ for the router's health to say SERVING again. Checked, per round:
     error (a stream that ends without either is a missing terminal);
   - every error is UNAVAILABLE (a hang would end as DEADLINE_EXCEEDED), and
     every call ends within BOUND_S of the kill;
-  - the group re-forms (health SERVING, every rank in one new epoch) within
-    REFORM_BOUND_S, and then a greedy request gives the tokens it gave
-    before the kill.
+  - the router's health turns NOT_SERVING after the kill, and the group
+    re-forms (health SERVING, every rank in one new epoch, the surviving
+    processes the same) within REFORM_BOUND_S; then a greedy request gives
+    the tokens it gave before the kill.
 Reported at the end: calls accepted, terminals received, OK / UNAVAILABLE,
 requests the router retried (moeserve_request_retries_total), the longest
 wait for a call's end after the kill, and each round's time to re-form.
@@ -142,8 +143,21 @@ class RankLossTest(unittest.TestCase):
                 self.assertEqual(len(pid), 1, f"worker rank {victim} not found")
                 survivors = {p for p in c.child_pids()
                              if any(a.startswith("--rank=") for a in cmdline(p)) and p != pid[0]}
+                # The router must report not ready while the group is broken.
+                not_ready_seen = threading.Event()
+                watching = threading.Event()
+                watching.set()
+
+                def watch_health():
+                    while watching.is_set():
+                        if not health(c.channel):
+                            not_ready_seen.set()
+                        time.sleep(0.02)
+
+                watcher = threading.Thread(target=watch_health)
                 killed_at = time.time()
                 os.kill(pid[0], signal.SIGKILL)
+                watcher.start()
                 time.sleep(0.3)
                 stop_sending.set()
                 for t in threads:
@@ -160,6 +174,10 @@ class RankLossTest(unittest.TestCase):
                         break
                     time.sleep(0.05)
                 reform = time.time() - killed_at
+                watching.clear()
+                watcher.join()
+                self.assertTrue(not_ready_seen.is_set(),
+                                f"round {round_no}: the router never reported not ready")
                 self.assertLess(reform, REFORM_BOUND_S,
                                 f"round {round_no}: the group did not re-form:\n{c.log()[-3000:]}")
                 reform_times.append(reform)
