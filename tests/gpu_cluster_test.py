@@ -18,7 +18,11 @@ whose two best experts nearly tie may take the other expert and part from
 the CPU (gpu_transformer_test saw one such token in 22). At least 24 of the
 48 tokens the prompts allow must agree before that; the prompts were picked
 for CPU trajectories without near ties (24, 24 and 17 tokens, then one).
-A seeded sampled request must give the same tokens twice.
+A seeded sampled request must give the same tokens twice. Last, the
+two-worker group loses rank 1 to `kill -9`: `moeserve local` restarts it,
+rank 0 keeps its weights on the GPU and re-forms the group with it under a
+new epoch (only the GPU model's collective is swapped), and the greedy
+tokens are the same as before the kill.
 
 Uses only the standard library and the moeserve binary ($MOESERVE_BIN), so
 tools/device_check.sh runs it on the GPU machine. Skipped where no GPU is
@@ -169,6 +173,50 @@ class GpuClusterTest(unittest.TestCase):
 
     def test_two_workers_share_the_gpu(self):
         self.check_group("2 workers", "--workers", "2", "--device", "cuda:0")
+
+    def test_two_workers_re_form_after_a_kill(self):
+        self.re_form_after_a_kill("cuda:0")
+
+    def re_form_after_a_kill(self, device):
+        cluster = Cluster("--workers", "2", "--device", device)
+        try:
+            before = cluster.generate(PROMPTS[0])["token_ids"]
+            victim = None
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        args = f.read().decode("utf-8", "replace").split("\0")
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid == cluster.proc.pid and "--rank=1" in args:
+                    victim = int(entry)
+            self.assertIsNotNone(victim, "worker rank 1 not found")
+            killed = time.time()
+            os.kill(victim, 9)
+            after, last_error = None, None
+            while after is None and time.time() - killed < 120:
+                try:
+                    after = cluster.generate(PROMPTS[0])["token_ids"]
+                except AssertionError as e:  # UNAVAILABLE while the group re-forms
+                    last_error = e
+                    time.sleep(0.2)
+            self.assertIsNotNone(after, f"no answer after the kill: {last_error}\n" +
+                                 "\n".join(cluster.lines[-30:]))
+            print(f"2 workers on {device}: rank 1 killed; serving again after "
+                  f"{time.time() - killed:.2f} s")
+            self.assertEqual(after, before, "greedy tokens changed after the re-form")
+            log = "\n".join(cluster.lines)
+            self.assertIn("re-forming", log)
+            epochs = {l.split("epoch=", 1)[1].split()[0] for l in cluster.lines
+                      if "moeserve-worker ready rank=0" in l and "epoch=" in l}
+            self.assertGreaterEqual(len(epochs), 2, "rank 0 never served a new epoch:\n" + log)
+        finally:
+            cluster.stop()
+        self.assertEqual(cluster.proc.returncode, 0, "\n".join(cluster.lines[-20:]))
 
     def test_zz_groups_agree(self):  # runs last (unittest sorts by name)
         self.assertEqual(len(self.greedy), 3, "a group failed before giving tokens")
