@@ -21,8 +21,7 @@ once, each asking for --tokens tokens (--ignore-eos, --temperature) after a
 Also the router's CPU per streamed token: the CPU time of all its threads
 (/proc/PID/task/*/schedstat) over a round, over the tokens streamed. Only
 the standard library (numpy for making the model), so it runs on the GPU
-machine (tests/cluster_util.py's cpu_seconds needs grpc, so it is not
-imported).
+machine (tests/proc_util.py is standard library too).
 
 The roofline is the bytes one decode step must read (attention and router
 weights of every layer, the experts the batch hits, lm_head; KV cache of a
@@ -40,6 +39,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from proc_util import children, cmdline, cpu_seconds  # noqa: E402
 BIN = os.environ.get("MOESERVE_BIN", "bazel-bin/tools/moeserve")
 SHAPE = dict(hidden=2048, experts=128, width=768, top_k=8, vocab=151936, heads=32, kv_heads=4,
              head_dim=128)
@@ -113,31 +114,10 @@ def main():
 
 def router_pid(parent):
     """The router started by `moeserve local` (pid `parent`)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and len(args) > 1 and args[1] == b"router":
-            return int(entry)
+    for pid in children(parent):
+        if cmdline(pid)[1:2] == ["router"]:
+            return pid
     return None
-
-
-def cpu_seconds(pid):
-    """CPU time of every thread of `pid` (schedstat: ns, not 10 ms ticks)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass  # a thread that just ended
-    return total * 1e-9
 
 
 STATS = re.compile(r"\[(\d+) prompt tokens, (\d+) generated, .*time to first token "

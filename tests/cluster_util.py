@@ -4,7 +4,6 @@ The client side is Debian's python3-grpcio with stubs that protoc generated
 from proto/ (//proto:py_stubs): an implementation independent of the C++
 one under test.
 """
-import glob
 import os
 import re
 import signal
@@ -25,6 +24,8 @@ def _add_stub_path():
 
 
 _add_stub_path()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proc_util import children, cmdline, cpu_seconds  # noqa: E402,F401 (cpu_seconds: re-exported)
 import grpc  # noqa: E402
 from moeserve.v1 import inference_pb2, inference_pb2_grpc  # noqa: E402
 from moeserve.internal.v1 import worker_pb2, worker_pb2_grpc  # noqa: E402
@@ -92,24 +93,13 @@ class Cluster:
     def router_pid(self):
         """The router's pid (a child of `moeserve local`)."""
         for pid in self.child_pids():
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"\0router\0" in f.read():
-                    return pid
+            if cmdline(pid)[1:2] == ["router"]:
+                return pid
         raise RuntimeError("router not found")
 
     def child_pids(self):
-        """Processes started by this launcher (they carry its --model path)."""
-        pids = []
-        for path in glob.glob("/proc/[0-9]*/stat"):
-            try:
-                with open(path) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                ppid, pgid = int(fields[1]), int(fields[2])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == self.proc.pid:
-                pids.append(int(path.split("/")[2]))
-        return pids
+        """Processes started by this launcher."""
+        return children(self.proc.pid)
 
     def generate(self, timeout=120, **request):
         """(token_ids, text, finish) of one streamed completion."""
@@ -145,19 +135,6 @@ class Cluster:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def cpu_seconds(pid):
-    """CPU time of every thread of `pid`, in ns precision (schedstat), not in
-    the 10 ms ticks of /proc/PID/stat, which sample short bursts badly."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass  # a thread that just ended
-    return total * 1e-9
 
 
 def run_json(model, *args):

@@ -31,11 +31,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import deploy_util as du  # noqa: E402
 
-try:
-    NETWORK = du.enter_private_network()  # before gRPC starts any thread
-    NETWORK_ERROR = None
-except OSError as e:
-    NETWORK, NETWORK_ERROR = None, str(e)
+NETWORK, NETWORK_ERROR = du.private_network_or_error()  # before gRPC starts any thread
 
 from cluster_util import grpc, inference_pb2, inference_pb2_grpc  # noqa: E402
 

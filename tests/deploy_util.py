@@ -321,6 +321,15 @@ def resolv_conf(pod, domain=CLUSTER_DOMAIN):
 
 # ---- The test's own network ----
 
+def private_network_or_error():
+    """enter_private_network(), or (None, why) where it cannot be made: a
+    test module calls it at import, before gRPC starts any thread."""
+    try:
+        return enter_private_network(), None
+    except OSError as e:
+        return None, str(e)
+
+
 def enter_private_network():
     """Moves this process (and what it starts from now on) into a new network
     namespace whose loopback is up: 127.0.0.0/8 belongs to the test alone.

@@ -39,6 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import junit_xml  # noqa: E402
+from proc_util import children, cmdline  # noqa: E402
 
 BIN = os.environ.get("MOESERVE_BIN", "bazel-bin/tools/moeserve")
 MODEL = "tests/fixtures/qwen3_moe_gpu_bf16"
@@ -181,19 +182,8 @@ class GpuClusterTest(unittest.TestCase):
         cluster = Cluster("--workers", "2", "--device", device)
         try:
             before = cluster.generate(PROMPTS[0])["token_ids"]
-            victim = None
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                    with open(f"/proc/{entry}/cmdline", "rb") as f:
-                        args = f.read().decode("utf-8", "replace").split("\0")
-                except (OSError, IndexError, ValueError):
-                    continue
-                if ppid == cluster.proc.pid and "--rank=1" in args:
-                    victim = int(entry)
+            victim = next((p for p in children(cluster.proc.pid) if "--rank=1" in cmdline(p)),
+                          None)
             self.assertIsNotNone(victim, "worker rank 1 not found")
             killed = time.time()
             os.kill(victim, 9)

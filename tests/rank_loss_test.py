@@ -35,6 +35,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import Cluster, grpc, inference_pb2, worker_pb2, worker_pb2_grpc  # noqa: E402
+from proc_util import cmdline  # noqa: E402
 
 MODEL = "models/austen-moe"
 WORKERS = 3
@@ -69,11 +70,6 @@ def worker_epochs(cluster):
         except grpc.RpcError:
             out[int(w["rank"])] = None
     return out
-
-
-def cmdline(pid):
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().decode("utf-8", "replace").split("\0")
 
 
 def retries(cluster):
