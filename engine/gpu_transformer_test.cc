@@ -31,6 +31,7 @@
 #include "collective/nccl_collective.h"
 #include "common/relative_l2_testing.h"
 #include "engine/kv_cache.h"
+#include "engine/sample_with_draw_testing.h"
 #include "engine/sampler.h"
 #include "engine/transformer.h"
 #include "gtest/gtest.h"
@@ -281,23 +282,6 @@ TEST_F(GpuTransformerTest, ExpertExchangeAtWorldSizeOneMatchesLocalExperts) {
   }
 }
 
-// The host Sampler's plain-temperature arithmetic with a given draw u (what
-// SampleFromLogits mirrors; Sampler itself draws u from its own generator).
-int32_t SampleWithDraw(const float* x, int vocab, float temperature, double u) {
-  if (temperature <= 0.0f) return Argmax(x, vocab);
-  const float max = *std::max_element(x, x + vocab);
-  const double inv_t = 1.0 / temperature;
-  std::vector<double> p(vocab);
-  double sum = 0.0;
-  for (int v = 0; v < vocab; ++v) sum += p[v] = std::exp((x[v] - max) * inv_t);
-  double cum = 0.0;
-  for (int v = 0; v < vocab; ++v) {
-    cum += p[v];
-    if (p[v] > 0.0 && cum > u * sum) return v;
-  }
-  return vocab - 1;
-}
-
 // Decode steps through ForwardSampled as the serving engine runs them:
 // batches of 11, 3, 7, 1, 5 and 9 sequences, each row greedy on the device,
 // temperature on the device, or handed back to the host.
@@ -405,7 +389,8 @@ TEST_F(GpuTransformerTest, SampledDecodeStepsWithAndWithoutGraphs) {
         ++host_checked;
         continue;
       }
-      const int32_t expect = SampleWithDraw(row, vocab, rows[j].temperature, rows[j].uniform);
+      const int32_t expect =
+          SampleWithDraw(row, vocab, rows[j].temperature, rows[j].uniform).token;
       EXPECT_EQ(etokens[j], expect) << "sequence " << seq[j];
       if (rows[j].temperature > 0) {
         ++temperature_checked;

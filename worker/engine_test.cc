@@ -5,7 +5,6 @@
 #include "worker/engine.h"
 
 #include <algorithm>
-#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -16,6 +15,7 @@
 #include "collective/local_collective.h"
 #include "common/status_macros.h"
 #include "engine/generator.h"
+#include "engine/sample_with_draw_testing.h"
 #include "engine/sampler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -79,8 +79,9 @@ class RecordingSink : public RequestSink {
 
 // The seam of device sampling (ForwardPass::ForwardSampled), on the host:
 // the real Transformer's logits, kDevice rows picked with the arithmetic
-// kernels/cuda/ops.h SampleFromLogits documents, only the kHost rows'
-// logits handed back. Engine runs through it must give Generate's tokens.
+// kernels/cuda/ops.h SampleFromLogits documents (SampleWithDraw), only the
+// kHost rows' logits handed back. Engine runs through it must give
+// Generate's tokens.
 class HostSampledForwardPass : public ForwardPass {
  public:
   explicit HostSampledForwardPass(ForwardPass& inner) : inner_(inner) {}
@@ -104,22 +105,7 @@ class HostSampledForwardPass : public ForwardPass {
       if (rows[i].where == RowSampling::kHost) host_.insert(host_.end(), x, x + vocab);
       if (rows[i].where != RowSampling::kDevice) continue;
       ++device_rows;
-      if (rows[i].temperature <= 0.0f) {
-        (*tokens)[i] = Argmax(x, vocab);
-        continue;
-      }
-      const float max = *std::max_element(x, x + vocab);
-      const double inv_t = 1.0 / rows[i].temperature;
-      std::vector<double> p(vocab);
-      double sum = 0.0;
-      for (int v = 0; v < vocab; ++v) sum += p[v] = std::exp((x[v] - max) * inv_t);
-      double cum = 0.0;
-      int32_t pick = -1;
-      for (int v = 0; v < vocab && pick < 0; ++v) {
-        cum += p[v];
-        if (p[v] > 0.0 && cum > rows[i].uniform * sum) pick = v;
-      }
-      (*tokens)[i] = pick;
+      (*tokens)[i] = SampleWithDraw(x, vocab, rows[i].temperature, rows[i].uniform).token;
     }
     *host_logits = host_.data();
     return absl::OkStatus();

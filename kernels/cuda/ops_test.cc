@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "engine/sample_with_draw_testing.h"
 #include "engine/sampler.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/linear.h"
@@ -425,44 +426,12 @@ TEST_F(CudaOpsTest, ArgmaxTreatsNanAsTheCpuScanDoes) {
 
 // ---- SampleFromLogits --------------------------------------------------------
 
-// engine/sampler.cc Sampler::Sample's math with the uniform draw u given,
-// and whether u * sum lies within 1e-12 * sum of a (non-zero) cumulative
-// boundary of the chosen token, where a different summation order may decide
-// either way. The fallback counts as near: it only happens at the very top.
-struct CpuDraw {
-  int32_t token;
-  bool near_boundary;
-};
-
-CpuDraw CpuSample(const float* logits, int vocab, float temperature, double u) {
-  if (temperature <= 0.0f) return {moeserve::Argmax(logits, vocab), false};
-  const double inv_t = 1.0 / temperature;
-  const float max = *std::max_element(logits, logits + vocab);
-  std::vector<double> probs(vocab);
-  double sum = 0.0;
-  for (int i = 0; i < vocab; ++i) {
-    probs[i] = std::exp((logits[i] - max) * inv_t);
-    sum += probs[i];
-  }
-  const double threshold = u * sum;
-  const double margin = 1e-12 * sum;
-  double acc = 0.0;
-  for (int i = 0; i < vocab; ++i) {
-    const double before = acc;
-    acc += probs[i];
-    if (threshold < acc) {
-      return {i, (before > 0.0 && threshold - before <= margin) || acc - threshold <= margin};
-    }
-  }
-  for (int i = vocab - 1; i > 0; --i) {
-    if (probs[i] > 0.0) return {i, true};
-  }
-  return {0, true};
-}
+// The CPU mirror is engine/sample_with_draw_testing.h SampleWithDraw: the
+// sampler's math with a given draw, checked against Sampler itself below.
 
 double UniformDraw(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
-// The mirror above is Sampler::Sample, given Sampler's own draws.
+// SampleWithDraw is Sampler::Sample, given Sampler's own draws.
 TEST(CudaOpsCpuMirror, CpuSampleIsSamplerSample) {
   std::mt19937 rng(17);
   for (int vocab : {1, 7, 1000}) {
@@ -472,7 +441,8 @@ TEST(CudaOpsCpuMirror, CpuSampleIsSamplerSample) {
       std::mt19937_64 draws(99);
       for (int k = 0; k < 200; ++k) {
         const double u = t > 0.0f ? UniformDraw(draws) : 0.0;
-        ASSERT_EQ(CpuSample(logits.data(), vocab, t, u).token, sampler.Sample(logits.data(), vocab))
+        ASSERT_EQ(SampleWithDraw(logits.data(), vocab, t, u).token,
+                  sampler.Sample(logits.data(), vocab))
             << "vocab " << vocab << " T " << t << " draw " << k;
       }
     }
@@ -527,7 +497,7 @@ TEST_F(CudaOpsTest, SampleFromLogitsMatchesSamplerMath) {
     const std::vector<int32_t> got = d_out.Read();
     for (int64_t r = 0; r < rows; ++r) {
       const float* row = logits.data() + r * vocab;
-      const CpuDraw want = CpuSample(row, vocab, temperature[r], uniform[r]);
+      const CpuDraw want = SampleWithDraw(row, vocab, temperature[r], uniform[r]);
       ++compared;
       ASSERT_GE(got[r], 0) << "row " << r << " not written";
       ASSERT_LT(got[r], vocab) << "row " << r;
