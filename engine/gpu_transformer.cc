@@ -200,6 +200,7 @@ struct GpuTransformer::Impl {
     size_t uniform, temperature, count, ids, positions, slots, logit_rows, query_start, tables;
   };
   MetaLayout L;
+  cuda::PagedAttentionShape attention;  // set at Create
 
   // One step's shape, as the kernels see it (a captured graph's key).
   struct StepShape {
@@ -216,6 +217,9 @@ struct GpuTransformer::Impl {
   // so it can be captured.
   absl::Status Enqueue(const StepShape& shape);
   absl::StatusOr<cudaGraphExec_t> GraphFor(const StepShape& shape);
+  // logits[0, rows) = lm_head(final_norm(h[logit_rows[first + i]])), on
+  // `stream` (rows <= logit_rows_cap).
+  absl::Status LmHead(int first, int rows);
 
   absl::Status MoeLocal(const Layer& d, int n);
   absl::Status MoeExchange(const Layer& d, int n);
@@ -286,6 +290,11 @@ absl::StatusOr<std::unique_ptr<GpuTransformer>> GpuTransformer::Create(const Mod
   MOE_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&m.num_sms, cudaDevAttrMultiProcessorCount, o.device));
   m.max_blocks_per_seq = (c.max_position_embeddings + o.kv_block_size - 1) / o.kv_block_size;
+  m.attention.num_heads = c.num_heads;
+  m.attention.num_kv_heads = c.num_kv_heads;
+  m.attention.head_dim = c.head_dim;
+  m.attention.block_size = o.kv_block_size;
+  m.attention.window = c.sliding_window.value_or(0);
 
   DeviceArena& a = m.arena;
   const int H = c.hidden_size, E = c.num_experts, I = c.moe_intermediate_size;
@@ -577,16 +586,9 @@ absl::Status GpuTransformer::Impl::Enqueue(const StepShape& sh) {
   const int32_t* d_ids = meta + L.ids;
   const int32_t* d_positions = meta + L.positions;
   const int32_t* d_slots = meta + L.slots;
-  const int32_t* d_logit_rows = meta + L.logit_rows;
   const int32_t* d_query_start = meta + L.query_start;
   const int32_t* d_tables = meta + L.tables;
   const float eps = c.rms_norm_eps;
-  cuda::PagedAttentionShape shape;
-  shape.num_heads = c.num_heads;
-  shape.num_kv_heads = c.num_kv_heads;
-  shape.head_dim = c.head_dim;
-  shape.block_size = o.kv_block_size;
-  shape.window = c.sliding_window.value_or(0);
   if (n > 0) MOE_CUDA_RETURN_IF_ERROR(cuda::EmbeddingGather(embed, c.vocab_size, H, d_ids, n, h, st));
   for (const Layer& d : layers) {
     if (n > 0) {
@@ -622,7 +624,7 @@ absl::Status GpuTransformer::Impl::Enqueue(const StepShape& sh) {
           cuda::Rope(kr, n, c.num_kv_heads, c.head_dim, d_positions, inv_freq, st));
       MOE_CUDA_RETURN_IF_ERROR(cuda::AppendKv(kr, v, n, kv_dim, d_slots, d.k_pool, d.v_pool, st));
       MOE_CUDA_RETURN_IF_ERROR(cuda::PagedAttention(
-          shape, qr, n, d_positions, d_query_start, sh.seqs, d_tables, sh.blocks, d.k_pool,
+          attention, qr, n, d_positions, d_query_start, sh.seqs, d_tables, sh.blocks, d.k_pool,
           d.v_pool, sh.splits, sh.splits > 1 ? attn_ws : nullptr, attn, st));
       MOE_CUDA_RETURN_IF_ERROR(cuda::FloatToBf16(attn, int64_t{n} * q_dim, xb, st));
       MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, n, q_dim, d.o, H, proj, st));
@@ -640,10 +642,7 @@ absl::Status GpuTransformer::Impl::Enqueue(const StepShape& sh) {
   // tokens straight to pinned memory.
   const int rows = std::min(sh.logit_rows, logit_rows_cap);
   if (rows > 0) {
-    MOE_CUDA_RETURN_IF_ERROR(cuda::GatherRows(h, int64_t{H} * 4, d_logit_rows, rows, rows_h, st));
-    MOE_CUDA_RETURN_IF_ERROR(
-        cuda::RmsNormToBf16(rows_h, rows, H, final_norm, eps, nullptr, xb, st));
-    MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, rows, H, lm_head, c.vocab_size, logits, st));
+    MOE_RETURN_IF_ERROR(LmHead(0, rows));
     if (sh.sample) {
       MOE_CUDA_RETURN_IF_ERROR(cuda::SampleFromLogits(
           logits, rows, c.vocab_size, reinterpret_cast<const float*>(meta + L.temperature),
@@ -652,6 +651,16 @@ absl::Status GpuTransformer::Impl::Enqueue(const StepShape& sh) {
                                                cudaMemcpyDeviceToHost, st));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status GpuTransformer::Impl::LmHead(int first, int rows) {
+  const int H = c.hidden_size;
+  MOE_CUDA_RETURN_IF_ERROR(cuda::GatherRows(h, int64_t{H} * 4, meta + L.logit_rows + first, rows,
+                                            rows_h, stream));
+  MOE_CUDA_RETURN_IF_ERROR(
+      cuda::RmsNormToBf16(rows_h, rows, H, final_norm, c.rms_norm_eps, nullptr, xb, stream));
+  MOE_CUDA_RETURN_IF_ERROR(cuda::LinearBf16(xb, rows, H, lm_head, c.vocab_size, logits, stream));
   return absl::OkStatus();
 }
 
@@ -727,7 +736,6 @@ absl::Status GpuTransformer::Step(absl::Span<const SequenceChunk> batch,
                                   const float** host_logits) {
   Impl& m = *impl_;
   const ModelConfig& c = m.c;
-  const int H = c.hidden_size;
   const int bs = m.o.kv_block_size;
   const bool sampled = tokens != nullptr;
   MOE_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.o.device));
@@ -841,15 +849,9 @@ absl::Status GpuTransformer::Step(absl::Span<const SequenceChunk> batch,
       uniform[r] = device ? sampling[r].uniform : 0.0;
     }
   }
-  cuda::PagedAttentionShape attention;
-  attention.num_heads = c.num_heads;
-  attention.num_kv_heads = c.num_kv_heads;
-  attention.head_dim = c.head_dim;
-  attention.block_size = bs;
-  attention.window = c.sliding_window.value_or(0);
   // A graph's split count must hold for any context its block tables fit.
   const int kv_len_for_splits = graph ? sh.blocks * bs : max_kv_len;
-  sh.splits = cuda::PagedAttentionNumSplits(sh.n, attention, kv_len_for_splits, m.num_sms);
+  sh.splits = cuda::PagedAttentionNumSplits(sh.n, m.attention, kv_len_for_splits, m.num_sms);
   while (sh.splits > 1 && cuda::PagedAttentionWorkspaceFloats(sh.n, c.num_heads, c.head_dim,
                                                               sh.splits) >
                               kAttentionWorkspaceFloats) {
@@ -882,16 +884,7 @@ absl::Status GpuTransformer::Step(absl::Span<const SequenceChunk> batch,
     logits->resize(first + static_cast<size_t>(num_logit_rows) * c.vocab_size);
     for (int done = 0; done < num_logit_rows; done += m.logit_rows_cap) {
       const int rows = std::min(m.logit_rows_cap, num_logit_rows - done);
-      if (done > 0) {
-        const float eps = c.rms_norm_eps;
-        MOE_CUDA_RETURN_IF_ERROR(cuda::GatherRows(m.h, int64_t{H} * 4,
-                                                  m.meta + L.logit_rows + done, rows, m.rows_h,
-                                                  st));
-        MOE_CUDA_RETURN_IF_ERROR(
-            cuda::RmsNormToBf16(m.rows_h, rows, H, m.final_norm, eps, nullptr, m.xb, st));
-        MOE_CUDA_RETURN_IF_ERROR(
-            cuda::LinearBf16(m.xb, rows, H, m.lm_head, c.vocab_size, m.logits, st));
-      }
+      if (done > 0) MOE_RETURN_IF_ERROR(m.LmHead(done, rows));
       MOE_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
           logits->data() + first + static_cast<size_t>(done) * c.vocab_size, m.logits,
           sizeof(float) * rows * c.vocab_size, cudaMemcpyDeviceToHost, st));
