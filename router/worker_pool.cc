@@ -22,9 +22,7 @@ Terminal Unavailable(const std::string& message) {
 }  // namespace
 
 struct WorkerPool::Waiting {
-  PlacedRequest placed;
-  size_t prompt_size = 0;
-  uint32_t max_tokens = 0;
+  PlacedRequest placed;  // placed.submit is set
   std::chrono::steady_clock::time_point deadline;
   std::string why;  // the first failure
 };
@@ -181,11 +179,27 @@ void WorkerPool::Abort(const Ticket& ticket) {
 
 WorkerPool::State WorkerPool::state() const {
   absl::MutexLock lock(&mu_);
+  return StateLocked();
+}
+
+WorkerPool::State WorkerPool::StateLocked() const {
   State s;
   s.workers = static_cast<int>(slots_.size());
   for (const auto& slot : slots_) s.connected += slot->session != 0;
   s.world_size = world_size_;
   return s;
+}
+
+bool WorkerPool::RetriableLocked(const PlacedRequest& placed) const {
+  return placed.submit != nullptr && !shutting_down_ && placed.attempt < options_.max_attempts;
+}
+
+void WorkerPool::WaitLocked(uint64_t request_id, PlacedRequest&& placed, std::string why) {
+  auto w = std::make_unique<Waiting>();
+  w->placed = std::move(placed);
+  w->deadline = std::chrono::steady_clock::now() + options_.retry_timeout;
+  w->why = std::move(why);
+  waiting_[request_id] = std::move(w);
 }
 
 size_t WorkerPool::active_requests() const {
@@ -231,18 +245,9 @@ void WorkerPool::OnTokens(WorkerSlot* slot, uint64_t session,
       PlacedRequest& placed = it->second;
       if (item.token_ids_size() > 0) placed.submit.reset();  // the client sees tokens now
       if (item.has_terminal()) {
-        const bool retry = placed.submit != nullptr && !shutting_down_ &&
-                           item.terminal().code() ==
-                               static_cast<int>(absl::StatusCode::kUnavailable) &&
-                           placed.attempt < options_.max_attempts;
-        if (retry) {
-          auto w = std::make_unique<Waiting>();
-          w->prompt_size = placed.submit->prompt_size();
-          w->max_tokens = placed.submit->max_tokens();
-          w->deadline = std::chrono::steady_clock::now() + options_.retry_timeout;
-          w->why = item.terminal().message();
-          w->placed = std::move(placed);
-          waiting_[item.request_id()] = std::move(w);
+        if (item.terminal().code() == static_cast<int>(absl::StatusCode::kUnavailable) &&
+            RetriableLocked(placed)) {
+          WaitLocked(item.request_id(), std::move(placed), item.terminal().message());
           slot->requests.erase(it);
           retry_cv_.SignalAll();
           continue;
@@ -288,20 +293,12 @@ void WorkerPool::FailAll(WorkerSlot* slot, const std::string& message, bool retr
   {
     absl::MutexLock lock(&mu_);
     requests.swap(slot->requests);
-    retry = retry && !shutting_down_;
     for (auto it = requests.begin(); retry && it != requests.end();) {
-      PlacedRequest& placed = it->second;
-      if (placed.submit == nullptr || placed.attempt >= options_.max_attempts) {
+      if (!RetriableLocked(it->second)) {
         ++it;
         continue;
       }
-      auto w = std::make_unique<Waiting>();
-      w->prompt_size = placed.submit->prompt_size();
-      w->max_tokens = placed.submit->max_tokens();
-      w->deadline = std::chrono::steady_clock::now() + options_.retry_timeout;
-      w->why = message;
-      w->placed = std::move(placed);
-      waiting_[it->first] = std::move(w);
+      WaitLocked(it->first, std::move(it->second), message);
       requests.erase(it++);
     }
   }
@@ -327,11 +324,7 @@ void WorkerPool::RetryLoop() {
       retry_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(waiting_.empty() ? 1000 : 50));
       if (shutting_down_) return;
       if (waiting_.empty()) continue;
-      State group;
-      group.workers = static_cast<int>(slots_.size());
-      for (const auto& s : slots_) group.connected += s->session != 0;
-      group.world_size = world_size_;
-      const bool serving = group.serving();
+      const bool serving = StateLocked().serving();
       const auto now = std::chrono::steady_clock::now();
       for (auto it = waiting_.begin(); it != waiting_.end();) {
         Waiting& w = *it->second;
@@ -347,8 +340,8 @@ void WorkerPool::RetryLoop() {
         std::shared_ptr<const internal::v1::Submit> submit = w.placed.submit;
         ++w.placed.attempt;
         uint64_t session = 0;
-        auto slot = PlaceLocked(it->first, std::move(w.placed), w.prompt_size, w.max_tokens,
-                                &session);
+        auto slot = PlaceLocked(it->first, std::move(w.placed), submit->prompt_size(),
+                                submit->max_tokens(), &session);
         if (!slot) {  // every worker drains: wait on
           --w.placed.attempt;
           ++it;

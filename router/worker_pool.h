@@ -154,6 +154,14 @@ class WorkerPool {
   void NotifyChange();
   // A request waiting for the group.
   struct Waiting;
+  State StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a request whose group broke waits to be placed again: it has
+  // produced no token (its Submit is kept), has attempts left, and the pool
+  // is not shutting down.
+  bool RetriableLocked(const PlacedRequest& placed) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves `placed` to the waiting requests, its first failure `why`.
+  void WaitLocked(uint64_t request_id, PlacedRequest&& placed, std::string why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RetryLoop();
   // Places a request on the least-loaded eligible worker: the slot and
   // session to send it on; or null, leaving `placed` as it was, when no
