@@ -295,11 +295,13 @@ int LocalCommand(int argc, char** argv) {
       }
     }
   }
-  std::vector<std::chrono::steady_clock::time_point> started(
-      f.workers, std::chrono::steady_clock::now());
-  std::vector<std::chrono::steady_clock::time_point> restart_at(f.workers);
-  std::vector<std::chrono::seconds> backoff(f.workers, std::chrono::seconds(1));
-  std::vector<bool> down(f.workers, false);
+  struct Restarts {
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point due;  // while down
+    std::chrono::seconds backoff{1};
+    bool down = false;
+  };
+  std::vector<Restarts> restarts(f.workers);
   // Serve until a signal, or until the router dies on its own.
   while (true) {
     timespec tick{0, 100 * 1000 * 1000};
@@ -317,27 +319,28 @@ int LocalCommand(int argc, char** argv) {
     }
     const auto now = std::chrono::steady_clock::now();
     for (int rank = 0; rank < f.workers; ++rank) {
-      if (!down[rank] && workers[rank]->Exited(&status)) {
-        if (now - started[rank] > std::chrono::minutes(1)) backoff[rank] = std::chrono::seconds(1);
+      Restarts& r = restarts[rank];
+      if (!r.down && workers[rank]->Exited(&status)) {
+        if (now - r.started > std::chrono::minutes(1)) r.backoff = std::chrono::seconds(1);
         std::fprintf(stderr, "moeserve local: worker rank %d exited (%s); restarting it in %lld s\n",
                      rank, DescribeWaitStatus(status).c_str(),
-                     static_cast<long long>(backoff[rank].count()));
-        down[rank] = true;
-        restart_at[rank] = now + backoff[rank];
-        backoff[rank] = std::min(backoff[rank] * 2, std::chrono::seconds(30));
+                     static_cast<long long>(r.backoff.count()));
+        r.down = true;
+        r.due = now + r.backoff;
+        r.backoff = std::min(r.backoff * 2, std::chrono::seconds(30));
       }
-      if (down[rank] && now >= restart_at[rank]) {
+      if (r.down && now >= r.due) {
         auto child = ChildProcess::Spawn(absl::StrCat("worker rank ", rank), worker_args[rank]);
         if (!child.ok()) {
           std::fprintf(stderr, "moeserve local: restarting worker rank %d failed: %s\n", rank,
                        std::string(child.status().message()).c_str());
-          restart_at[rank] = now + backoff[rank];
+          r.due = now + r.backoff;
           continue;
         }
         workers[rank] = std::move(*child);
         workers[rank]->ForwardOutput();
-        started[rank] = now;
-        down[rank] = false;
+        r.started = now;
+        r.down = false;
         std::fprintf(stderr, "moeserve local: worker rank %d restarted (pid %d)\n", rank,
                      static_cast<int>(workers[rank]->pid()));
       }
