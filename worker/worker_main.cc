@@ -32,6 +32,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "collective/coordinator.h"
 #include "collective/group.h"
 #include "collective/in_memory_kv_store.h"
@@ -231,10 +232,8 @@ class SignalWatcher {
 absl::StatusOr<uint64_t> JoinEpoch(KvStore& store, int rank, uint64_t last,
                                    absl::Duration timeout) {
   if (rank == 0) {
-    const uint64_t now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                   std::chrono::system_clock::now().time_since_epoch())
-                                                   .count());
-    const uint64_t epoch = std::max(now, last + 1);
+    const uint64_t epoch =
+        std::max(static_cast<uint64_t>(absl::ToUnixMicros(absl::Now())), last + 1);
     MOE_RETURN_IF_ERROR(store.Set("epoch", std::to_string(epoch)));
     return epoch;
   }
@@ -608,7 +607,8 @@ int WorkerMain(int argc, char** argv, int first) {
       std::lock_guard<std::mutex> l(current_mu);
       current_engine = &engine;
       current_traffic = traffic;
-      current_who = WorkerIdentity{f.rank, f.world_size, id.expert_begin, id.expert_end, epoch};
+      current_who = WorkerIdentity{f.rank, f.world_size, static_cast<int>(id.expert_begin),
+                                   static_cast<int>(id.expert_end), epoch};
     }
     running.store(&engine);
     // Every rank serves before any rank watches the others.
