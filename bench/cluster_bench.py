@@ -9,8 +9,10 @@
      in the MoE all-to-alls (GetStatus);
   3. the router's CPU time per streamed token (the sum of its threads' run time from
      /proc/PID/task/*/schedstat,
-     before and after streaming 3 x 8 x 200 tokens from a tiny fixture, where the
-     token rate is highest).
+     before and after streaming 3 x N x 200 tokens from a tiny fixture, where the
+     token rate is highest, at N = 1, 8 and 32 concurrent streams).
+
+With --router-only, only 3 runs (no --model needed): one cluster, quickly.
 
     bazel build -c opt //tools:moeserve //proto:py_stubs
     /usr/bin/python3 bench/make_bench_model.py /tmp/moeserve-bench-model
@@ -85,14 +87,40 @@ def batch_tok_s(cluster, tokens, streams):
     return sum(done) / (time.perf_counter() - t0)
 
 
+def router_cpu(fixture):
+    """Router CPU per streamed token at the highest token rate (tiny model)."""
+    with Cluster(fixture, 1) as c:
+        pid = c.router_pid()
+        batch_tok_s(c, 20, 8)  # warm-up
+        for streams in (1, 8, 32):
+            before = cpu_seconds(pid)
+            t0 = time.perf_counter()
+            streamed = 0
+            for _ in range(3):
+                batch_tok_s(c, 200, streams)
+                streamed += streams * 200
+            wall = time.perf_counter() - t0
+            after = cpu_seconds(pid)
+            us = 1e6 * (after - before) / streamed
+            print(f"router, tiny model, {streams} streams: {streamed} tokens streamed in "
+                  f"{wall:.2f} s ({streamed / wall:.0f} tok/s); router CPU "
+                  f"{after - before:.3f} s = {us:.1f} us per streamed token", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", required=True)
+    p.add_argument("--model")
+    p.add_argument("--router-only", action="store_true")
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", default="1,2,4")
     p.add_argument("--router-fixture", default="tests/fixtures/qwen3_moe_f32")
     a = p.parse_args()
+    if a.router_only:
+        router_cpu(a.router_fixture)
+        return
+    if not a.model:
+        p.error("--model is required (or --router-only)")
     cores = os.cpu_count()
     print(f"machine: {cores} cores; model {a.model}; {a.tokens} tokens after a "
           f"{len(PROMPT)}-token prompt; median of {a.repeats}")
@@ -139,22 +167,7 @@ def main():
     for n, one, eight in router_us:
         print(f"router CPU per streamed token, bench model, {n} worker(s): batch-1 {one:.1f} us, "
               f"batch-8 {eight:.1f} us")
-    # Router CPU per streamed token at the highest token rate (tiny model).
-    with Cluster(a.router_fixture, 1) as c:
-        pid = c.router_pid()
-        batch_tok_s(c, 20, 8)  # warm-up
-        before = cpu_seconds(pid)
-        t0 = time.perf_counter()
-        streamed = 0
-        for _ in range(3):
-            batch_tok_s(c, 200, 8)
-            streamed += 8 * 200
-        wall = time.perf_counter() - t0
-        after = cpu_seconds(pid)
-    us = 1e6 * (after - before) / streamed
-    print(f"router, tiny model, 8 streams: {streamed} tokens streamed in {wall:.2f} s ({streamed / wall:.0f} tok/s); "
-          f"router CPU {after - before:.3f} s = {us:.1f} us per streamed token")
-
+    router_cpu(a.router_fixture)
     print("\n| workers | run tok/s | cluster batch-1 tok/s | cluster / run | cluster batch-8 tok/s"
           " | all-to-all share of step (per rank) | ring-to-wake mean / max |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

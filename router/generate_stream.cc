@@ -7,23 +7,6 @@ namespace moeserve {
 namespace router {
 namespace {
 
-class StreamReactor : public GenerateReactor {
- public:
-  explicit StreamReactor(std::shared_ptr<GenerateStream> stream) : stream_(std::move(stream)) {}
-  void OnWriteDone(bool ok) override { stream_->OnWriteDone(ok); }
-  void OnCancel() override { stream_->OnCancel(); }
-  void OnDone() override { delete this; }
-
- private:
-  const std::shared_ptr<GenerateStream> stream_;
-};
-
-class RejectReactor : public GenerateReactor {
- public:
-  explicit RejectReactor(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 v1::FinishReason PublicReason(internal::v1::FinishReason reason) {
   switch (reason) {
     case internal::v1::FINISH_REASON_STOP:
@@ -47,15 +30,17 @@ grpc::Status ErrorStatus(const internal::v1::Terminal& t) {
 
 }  // namespace
 
-GenerateReactor* GenerateStream::Start(WorkerPool* pool, const Tokenizer* tokenizer,
-                                       internal::v1::Submit submit,
-                                       std::vector<std::string> stop, RequestMetrics* metrics) {
+std::shared_ptr<GenerateStream> GenerateStream::Start(WorkerPool* pool,
+                                                      const Tokenizer* tokenizer,
+                                                      internal::v1::Submit submit,
+                                                      GenerateWriter* writer,
+                                                      std::vector<std::string> stop,
+                                                      RequestMetrics* metrics) {
   auto stream = std::make_shared<GenerateStream>(pool, tokenizer, submit.prompt(),
                                                  std::move(stop), metrics);
-  auto* reactor = new StreamReactor(stream);
   {
     absl::MutexLock lock(&stream->mu_);
-    stream->reactor_ = reactor;
+    stream->writer_ = writer;
   }
   absl::StatusOr<WorkerPool::Ticket> ticket = pool->Submit(std::move(submit), stream);
   if (ticket.ok()) {
@@ -69,11 +54,7 @@ GenerateReactor* GenerateStream::Start(WorkerPool* pool, const Tokenizer* tokeni
       stream->MaybeWriteLocked();
     }
   }
-  return reactor;
-}
-
-GenerateReactor* GenerateStream::Reject(const grpc::Status& status) {
-  return new RejectReactor(status);
+  return stream;
 }
 
 GenerateStream::GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer,
@@ -195,11 +176,11 @@ void GenerateStream::OnOutput(absl::Span<const int32_t> token_ids,
 }
 
 void GenerateStream::MaybeWriteLocked() {
-  if (reactor_ == nullptr || write_in_flight_) return;
+  if (writer_ == nullptr || write_in_flight_) return;
   if (error_) {
     RecordEndLocked();
-    reactor_->Finish(*error_);
-    reactor_ = nullptr;
+    GenerateWriter* writer = std::exchange(writer_, nullptr);
+    writer->Finish(*error_);
     return;
   }
   if (pending_.empty() && pending_text_.empty() && !finish_) return;
@@ -219,12 +200,12 @@ void GenerateStream::MaybeWriteLocked() {
   if (finish_) {
     *out_.mutable_finish() = *finish_;
     RecordEndLocked();
-    reactor_->StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
-    reactor_ = nullptr;
+    GenerateWriter* writer = std::exchange(writer_, nullptr);
+    writer->WriteAndFinish(out_, grpc::Status::OK);
     return;
   }
   write_in_flight_ = true;
-  reactor_->StartWrite(&out_);
+  writer_->Write(out_);
 }
 
 void GenerateStream::RecordEndLocked() {
@@ -246,7 +227,7 @@ bool GenerateStream::CancelLocked(const char* why) {
   const bool tell_worker = !ended_;
   ended_ = true;
   // Whatever was still to be sent (even a finish) cannot reach the client.
-  if (reactor_ != nullptr) error_ = grpc::Status(grpc::StatusCode::CANCELLED, why);
+  if (writer_ != nullptr) error_ = grpc::Status(grpc::StatusCode::CANCELLED, why);
   if (tell_worker && !ticket_) abort_wanted_ = true;
   MaybeWriteLocked();
   return tell_worker && ticket_.has_value();

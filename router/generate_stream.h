@@ -1,15 +1,15 @@
 // GenerateStream: one Generate call in flight. It is the request's
 // RequestSink (the worker pool pushes tokens into it from the worker
-// stream's reader thread) and the state behind the call's
-// grpc::ServerWriteReactor (gRPC's callback threads call OnWriteDone and
-// OnCancel on it). No thread of its own and no thread hop per token:
+// stream's reads) and the state behind the call's GenerateWriter (the call
+// reports OnWriteDone and OnCancel to it). No thread of its own and no
+// thread hop per token:
 //
-//   reader thread:  OnOutput(tokens, logprobs) -> append to pending; if no write is in
-//                   flight, detokenize the pending tokens and StartWrite.
-//   gRPC thread:    OnWriteDone -> if tokens arrived meanwhile, send them
+//   worker read:    OnOutput(tokens, logprobs) -> append to pending; if no write is in
+//                   flight, detokenize the pending tokens and Write.
+//   write done:     OnWriteDone -> if tokens arrived meanwhile, send them
 //                   all as one message (coalescing); else go idle.
 //   terminal:       OK -> the last message carries text, ids and finish
-//                   (StartWriteAndFinish); error -> Finish(status), pending
+//                   (WriteAndFinish); error -> Finish(status), pending
 //                   tokens dropped.
 //   OnCancel:       (client cancel, deadline, write failure) -> Abort the
 //                   request on its worker at once, Finish(CANCELLED); any
@@ -27,10 +27,10 @@
 // keeps them parallel, coalesced chunks carry both, and the ids a stop
 // string drops take their log-probs with them.
 //
-// Exactly one Finish per call. The reactor holds a shared_ptr to the stream
+// Exactly one Finish per call. The call holds a shared_ptr to the stream
 // and the pool holds another until the request's terminal or abort, so
-// neither side ever touches freed state; the stream drops its reactor
-// pointer as it calls Finish, after which gRPC may delete the reactor.
+// neither side ever touches freed state; the stream drops its writer
+// pointer as it calls Finish, after which the call may be deleted.
 #ifndef MOESERVE_ROUTER_GENERATE_STREAM_H_
 #define MOESERVE_ROUTER_GENERATE_STREAM_H_
 
@@ -43,7 +43,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "grpcpp/support/server_callback.h"
+#include "grpcpp/support/status.h"
 #include "moeserve/v1/inference.pb.h"
 #include "router/request_metrics.h"
 #include "router/stop_matcher.h"
@@ -53,23 +53,33 @@
 namespace moeserve {
 namespace router {
 
-using GenerateReactor = grpc::ServerWriteReactor<v1::GenerateResponse>;
+// The sending side of one Generate call (InferenceService's async call).
+// The stream calls it under its own lock, one operation at a time: after
+// Write, nothing until the call reports OnWriteDone; after WriteAndFinish or
+// Finish, nothing ever again. An implementation must not call back into
+// the stream from inside these (gRPC's async ops never run a tag inline).
+class GenerateWriter {
+ public:
+  virtual ~GenerateWriter() = default;
+  virtual void Write(const v1::GenerateResponse& message) = 0;
+  virtual void WriteAndFinish(const v1::GenerateResponse& message, const grpc::Status& status) = 0;
+  virtual void Finish(const grpc::Status& status) = 0;
+};
 
 class GenerateStream : public RequestSink {
  public:
-  // Places `submit` on a worker through `pool` and returns the reactor for
-  // gRPC to drive (it deletes itself in OnDone). `tokenizer` may be null
-  // (then responses carry ids only, and `stop` must be empty); it and `pool`
-  // must outlive the call. `stop`: the request's stop strings (checked by
-  // RequestBuilder: non-empty).
-  // `metrics` (optional) hears the call's first token, token gaps and end.
-  static GenerateReactor* Start(WorkerPool* pool, const Tokenizer* tokenizer,
-                                internal::v1::Submit submit,
-                                std::vector<std::string> stop = {},
-                                RequestMetrics* metrics = nullptr);
-
-  // A reactor that only finishes with `status` (for rejected requests).
-  static GenerateReactor* Reject(const grpc::Status& status);
+  // Places `submit` on a worker through `pool` and returns the stream,
+  // which sends through `writer` (it must stay valid until the stream calls
+  // its Finish or WriteAndFinish; the caller keeps the stream alive as long
+  // as it reports to it). `tokenizer` may be null (then responses carry ids
+  // only, and `stop` must be empty); it and `pool` must outlive the call.
+  // `stop`: the request's stop strings (checked by RequestBuilder:
+  // non-empty). `metrics` (optional) hears the call's first token, token
+  // gaps and end.
+  static std::shared_ptr<GenerateStream> Start(WorkerPool* pool, const Tokenizer* tokenizer,
+                                               internal::v1::Submit submit, GenerateWriter* writer,
+                                               std::vector<std::string> stop = {},
+                                               RequestMetrics* metrics = nullptr);
 
   GenerateStream(WorkerPool* pool, const Tokenizer* tokenizer, absl::Span<const int32_t> prompt,
                  std::vector<std::string> stop = {}, RequestMetrics* metrics = nullptr);
@@ -78,7 +88,8 @@ class GenerateStream : public RequestSink {
   void OnOutput(absl::Span<const int32_t> token_ids, const internal::v1::Terminal* terminal,
                 const TokenLogprobsList& logprobs) override;
 
-  // The reactor's side.
+  // The call's side: its Write finished; the client cancelled (or the
+  // deadline passed, or the connection broke).
   void OnWriteDone(bool ok);
   void OnCancel();
 
@@ -109,7 +120,7 @@ class GenerateStream : public RequestSink {
   const uint32_t prompt_tokens_;
   absl::Mutex mu_;
   uint32_t completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
-  GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once finished
+  GenerateWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once finished
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the outcome is decided
   std::optional<grpc::Status> error_ ABSL_GUARDED_BY(mu_);

@@ -15,38 +15,69 @@ namespace router {
 using internal::v1::RouterMessage;
 using internal::v1::WorkerMessage;
 
-// One stream. Lives from RunOnce's start to after its OnDone. The fields
+// One stream (gRPC's async API, its tags on the connection's loop). Lives
+// from RunOnce's start until every tag it started has come back. The fields
 // marked "conn mu_" are guarded by the connection's mutex (written by
-// Write() from any thread and by the reactions); the rest belong to the
-// reactions (never concurrent: one read and one write in flight, and the
-// read side alone touches them) and are read by the manager after OnDone.
+// Write() from any thread and by the tags); the rest belong to the read
+// side's tags (never concurrent: one read in flight) and are read by the
+// manager once done_.
 //
-// Holds: one hold is taken before StartCall and released (under conn mu_,
-// with open_ cleared) when the read side ends. So while open_ is true the
-// call cannot reach OnDone, and Write() may StartWrite under conn mu_.
-// StartWrite and TryCancel never run a reaction inline (the client tags are
-// not inlineable: gRPC runs them on its executor or after the current
-// reaction returns), so calling them with conn mu_ held cannot deadlock.
-class GrpcWorkerConnection::Call
-    : public grpc::ClientBidiReactor<RouterMessage, WorkerMessage> {
+// While open_ is true the read side has not ended, so Finish has not been
+// started and Write() may start a write under conn mu_ (async ops never run
+// a tag inline, so that cannot deadlock). The call is done_ once its Finish
+// tag and its last write tag are back: only then may the manager delete it.
+class GrpcWorkerConnection::Call {
  public:
   explicit Call(GrpcWorkerConnection* conn) : conn_(conn) {}
 
   void Begin() {
     hello_.set_epoch(0);
     hello_.mutable_hello()->set_router_id(conn_->router_id_);
-    conn_->stub_->async()->Connect(&context_, this);
-    AddHold();  // released by EndReads()
+    stream_ = conn_->stub_->PrepareAsyncConnect(&context_, conn_->loop_->cq());
     {
       absl::MutexLock lock(&conn_->mu_);
-      write_in_flight_ = true;
+      write_in_flight_ = true;  // the Hello, once started
     }
-    StartWrite(&hello_);
-    StartRead(&in_);
-    StartCall();
+    stream_->StartCall(&started_);
   }
 
-  void OnReadDone(bool ok) override {
+  // Sends or queues `message` if `session` is open. Requires conn mu_.
+  bool WriteLocked(uint64_t session, RouterMessage* message) {
+    if (!open_ || session != session_) return false;
+    message->set_epoch(epoch_);
+    if (write_in_flight_) {
+      outbox_.push_back(std::move(*message));
+    } else {
+      write_in_flight_ = true;
+      out_ = std::move(*message);
+      stream_->Write(out_, &wrote_);
+    }
+    return true;
+  }
+
+  grpc::ClientContext context_;
+  // Read by the manager once done_.
+  grpc::Status status_;          // set by Finish
+  bool done_ = false;            // conn mu_
+  absl::Status protocol_error_;  // read side
+  uint64_t session_ = 0;         // written under conn mu_ by the read side; 0 until Welcome
+  uint32_t rank_ = 0;            // read side
+
+ private:
+  void OnStarted(bool ok) {
+    if (!ok) {  // no stream: the write and read never start
+      {
+        absl::MutexLock lock(&conn_->mu_);
+        write_in_flight_ = false;
+      }
+      EndReads();
+      return;
+    }
+    stream_->Write(hello_, &wrote_);
+    stream_->Read(&in_, &read_);
+  }
+
+  void OnReadDone(bool ok) {
     if (!ok) {
       EndReads();
       return;
@@ -78,10 +109,10 @@ class GrpcWorkerConnection::Call
       conn_->listener_->OnLoad(session_, in_.load());
     }
     // A second Welcome or an empty message changes nothing.
-    StartRead(&in_);
+    stream_->Read(&in_, &read_);
   }
 
-  void OnWriteDone(bool ok) override {
+  void OnWriteDone(bool ok) {
     absl::MutexLock lock(&conn_->mu_);
     if (!ok || !open_ || outbox_.empty()) {
       write_in_flight_ = false;
@@ -89,43 +120,21 @@ class GrpcWorkerConnection::Call
         outbox_.clear();
         context_.TryCancel();  // the read side sees the stream end
       }
+      MaybeDoneLocked();
       return;
     }
     out_ = std::move(outbox_.front());
     outbox_.pop_front();
-    StartWrite(&out_);
+    stream_->Write(out_, &wrote_);
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void OnFinished(bool /*ok*/) {
     absl::MutexLock lock(&conn_->mu_);
-    status_ = status;
-    done_ = true;  // the manager may delete this as soon as the lock is released
+    finished_ = true;
+    MaybeDoneLocked();
   }
 
-  // Sends or queues `message` if `session` is open. Requires conn mu_.
-  bool WriteLocked(uint64_t session, RouterMessage* message) {
-    if (!open_ || session != session_) return false;
-    message->set_epoch(epoch_);
-    if (write_in_flight_) {
-      outbox_.push_back(std::move(*message));
-    } else {
-      write_in_flight_ = true;
-      out_ = std::move(*message);
-      StartWrite(&out_);
-    }
-    return true;
-  }
-
-  grpc::ClientContext context_;
-  // Read by the manager once done_.
-  grpc::Status status_;          // conn mu_
-  bool done_ = false;            // conn mu_
-  absl::Status protocol_error_;  // reactions
-  uint64_t session_ = 0;         // written under conn mu_ by the read side; 0 until Welcome
-  uint32_t rank_ = 0;            // reactions
-
- private:
-  // The read side ended: no more writes; let the call finish.
+  // The read side ended: no more writes; collect the call's status.
   void EndReads() {
     {
       absl::MutexLock lock(&conn_->mu_);
@@ -133,17 +142,28 @@ class GrpcWorkerConnection::Call
       outbox_.clear();
     }
     context_.TryCancel();  // unblocks a write stuck on a dead stream
-    RemoveHold();
+    if (stream_ != nullptr) stream_->Finish(&status_, &finished_tag_);
+  }
+
+  void MaybeDoneLocked() {
+    // The manager may delete this as soon as conn mu_ is released.
+    if (finished_ && !write_in_flight_) done_ = true;
   }
 
   GrpcWorkerConnection* const conn_;
-  WorkerMessage in_;                   // reactions
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<RouterMessage, WorkerMessage>> stream_;
+  WorkerMessage in_;                   // read side
   RouterMessage hello_;                // written once
   RouterMessage out_;                  // the write in flight (its starter owns it)
   bool open_ = false;                  // conn mu_: Welcomed and reads not ended
   uint64_t epoch_ = 0;                 // conn mu_
   bool write_in_flight_ = false;       // conn mu_
+  bool finished_ = false;              // conn mu_: Finish's tag is back
   std::deque<RouterMessage> outbox_;   // conn mu_
+  CompletionLoop::FunctionTag started_{[this](bool ok) { OnStarted(ok); }};
+  CompletionLoop::FunctionTag read_{[this](bool ok) { OnReadDone(ok); }};
+  CompletionLoop::FunctionTag wrote_{[this](bool ok) { OnWriteDone(ok); }};
+  CompletionLoop::FunctionTag finished_tag_{[this](bool ok) { OnFinished(ok); }};
 };
 
 GrpcWorkerConnection::GrpcWorkerConnection(std::string address, std::string router_id,
@@ -160,6 +180,13 @@ GrpcWorkerConnection::GrpcWorkerConnection(std::string address, std::string rout
       address_,
       options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);
   stub_ = internal::v1::Worker::NewStub(channel_);
+  if (options_.loop != nullptr) {
+    loop_ = options_.loop;
+  } else {
+    own_loop_ = std::make_unique<CompletionLoop>();
+    own_loop_->Start();
+    loop_ = own_loop_.get();
+  }
 }
 
 GrpcWorkerConnection::~GrpcWorkerConnection() { Shutdown(); }

@@ -1,23 +1,21 @@
 // GrpcWorkerConnection: WorkerConnection over a real Worker/Connect bidi
-// stream (gRPC callback client API).
+// stream (gRPC async client API, its tags run by a CompletionLoop).
 //
-// Each stream is a grpc::ClientBidiReactor driven by gRPC's own threads:
-// it sends Hello (epoch 0), reads Welcome, then reads TokenBatch/LoadReport
-// messages and hands each to the listener inside OnReadDone (one read in
-// flight, so listener calls are never concurrent and keep their order).
-// Running the listener inside gRPC's execution context lets the response
-// write that it starts (GenerateStream) proceed without waking another
-// thread: no per-token thread hop.
+// The stream sends Hello (epoch 0), reads Welcome, then reads
+// TokenBatch/LoadReport messages and hands each to the listener on the
+// loop's thread (one read in flight, so listener calls are never concurrent
+// and keep their order). In the router the loop is the one that also runs
+// the public Generate calls, so the response write a token starts
+// (GenerateStream) and its completion stay on that thread: no thread hop
+// per token (see completion_loop.h).
 //
 // Submit/Abort never block: they stamp the epoch and start the write at once
-// if none is in flight, else queue it; OnWriteDone starts the next queued
-// write. (They are called from gRPC callback threads, OnCancel among them,
-// where a blocking gRPC call can deadlock the library.) A failed write
-// cancels the stream.
+// if none is in flight, else queue it; the write's completion starts the
+// next queued one. A failed write cancels the stream.
 //
 // One manager thread per connection handles only the lifecycle: it starts a
-// stream, waits for its OnDone, reports OnDisconnected (if it was
-// Welcomed) and tries again after a backoff that starts at
+// stream, waits until every tag of it is back, reports OnDisconnected (if it
+// was Welcomed) and tries again after a backoff that starts at
 // `initial_backoff` and doubles up to `max_backoff` (reset by each Welcome).
 // A worker that is still forming its group ends the stream with
 // UNAVAILABLE; that is just retried.
@@ -33,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/security/credentials.h"
 #include "moeserve/internal/v1/worker.grpc.pb.h"
+#include "router/completion_loop.h"
 #include "router/worker_connection.h"
 
 namespace moeserve {
@@ -45,6 +44,9 @@ class GrpcWorkerConnection : public WorkerConnection {
     std::chrono::milliseconds max_backoff{1000};
     // Plaintext when null (common/tls.h makes mutual-TLS credentials).
     std::shared_ptr<grpc::ChannelCredentials> credentials;
+    // Runs the stream's tags; must be running while the connection is and
+    // outlive its Shutdown(). Null: the connection starts a loop of its own.
+    CompletionLoop* loop = nullptr;
   };
 
   GrpcWorkerConnection(std::string address, std::string router_id, Options options);
@@ -78,6 +80,8 @@ class GrpcWorkerConnection : public WorkerConnection {
   const Options options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<internal::v1::Worker::Stub> stub_;
+  std::unique_ptr<CompletionLoop> own_loop_;  // when Options::loop is null
+  CompletionLoop* loop_ = nullptr;
   Listener* listener_ = nullptr;
   std::thread thread_;
   std::string last_failure_;  // manager thread only

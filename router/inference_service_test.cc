@@ -93,15 +93,21 @@ class InferenceServiceTest : public ::testing::Test {
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(service_.get());
+    loop_ = std::make_unique<CompletionLoop>(b.AddCompletionQueue());
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port, 0);
+    service_->Start(loop_.get());
+    loop_->Start();
     stub_ = v1::Inference::NewStub(
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
+    service_->StopAccepting();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    EXPECT_TRUE(service_->WaitForCalls(absl::Seconds(10)));
     pool_->Shutdown();
+    loop_->Shutdown();
   }
 
   static v1::GenerateRequest Ids(std::initializer_list<int32_t> ids, uint32_t max_tokens = 8) {
@@ -123,6 +129,7 @@ class InferenceServiceTest : public ::testing::Test {
   std::unique_ptr<WorkerPool> pool_;
   std::vector<FakeWorkerConnection*> workers_;
   std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<CompletionLoop> loop_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Inference::Stub> stub_;
 };

@@ -23,15 +23,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/cli_flags.h"
 #include "common/tls.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "metrics/metrics_server.h"
 #include "model/config.h"
 #include "router/api_keys.h"
+#include "router/completion_loop.h"
 #include "router/grpc_worker_connection.h"
+#include "router/health_service.h"
 #include "router/http_server.h"
 #include "router/inference_service.h"
 #include "router/router_main.h"
@@ -74,7 +77,7 @@ class Readiness {
     state_ = s;
     ApplyLocked();
   }
-  void ServerStarted(grpc::HealthCheckServiceInterface* health, std::string address) {
+  void ServerStarted(HealthService* health, std::string address) {
     absl::MutexLock lock(&mu_);
     health_ = health;
     address_ = std::move(address);
@@ -124,7 +127,7 @@ class Readiness {
 
   absl::Mutex mu_;
   WorkerPool::State state_ ABSL_GUARDED_BY(mu_);
-  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
+  HealthService* health_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string address_ ABSL_GUARDED_BY(mu_);
   std::string http_address_ ABSL_GUARDED_BY(mu_);
   std::string metrics_address_ ABSL_GUARDED_BY(mu_);
@@ -265,19 +268,37 @@ int RouterMain(int argc, char** argv, int first) {
   RequestMetrics request_metrics;
   InferenceService service(builder->get(), &pool, model_name, &request_metrics, &*keys);
 
-  grpc::EnableDefaultHealthCheckService(true);
+  // Every call on the hot path (Generate, the worker streams) and health
+  // run on one completion loop; nothing uses gRPC's callback API, whose
+  // threads would share the poller with it (completion_loop.h). Reflection
+  // is a sync service: its threads wait on queues of their own.
+  HealthService health;
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder server_builder;
   int port = 0;
   server_builder.AddListeningPort(listen, credentials, &port);
   server_builder.RegisterService(&service);
+  server_builder.RegisterService(&health);
+  CompletionLoop loop(server_builder.AddCompletionQueue());
   std::unique_ptr<grpc::Server> server = server_builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", listen)));
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus("", false);
-  health->SetServingStatus(kServiceName, false);
+  health.SetServingStatus("", false);
+  health.SetServingStatus(kServiceName, false);
+  service.Start(&loop);
+  health.Start(&loop);
+  loop.Start();
+  // In this order: nothing may start an operation on the loop's queue once
+  // it is shut down, and the worker streams need the loop to end.
+  auto stop_serving = [&](absl::Duration grace) {
+    service.StopAccepting();
+    health.StopAccepting();
+    server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    if (!service.WaitForCalls(absl::Seconds(10))) {
+      std::fprintf(stderr, "moeserve-router: calls still open 10 s after shutdown\n");
+    }
+  };
   std::unique_ptr<OpenAiHttpServer> http;
   if (http_port >= 0) {
     OpenAiHttpServer::Options o;
@@ -290,7 +311,10 @@ int RouterMain(int argc, char** argv, int first) {
     o.tls_cert = tls_cert;
     o.tls_key = tls_key;
     auto started = OpenAiHttpServer::Start(std::move(o));
-    if (!started.ok()) return Fail(started.status());
+    if (!started.ok()) {
+      stop_serving(absl::ZeroDuration());
+      return Fail(started.status());
+    }
     http = std::move(*started);
     readiness.SetHttpAddress(JoinHostPort(listen_host, std::to_string(http->port())));
   }
@@ -313,17 +337,22 @@ int RouterMain(int argc, char** argv, int first) {
           m.Gauge("moeserve_router_world_size", "The group's world size (0 before any worker).",
                   s.world_size);
         });
-    if (!started.ok()) return Fail(started.status());
+    if (!started.ok()) {
+      if (http) http->Stop();
+      stop_serving(absl::ZeroDuration());
+      return Fail(started.status());
+    }
     metrics = std::move(*started);
     readiness.SetMetricsAddress(JoinHostPort(listen_host, std::to_string(metrics->port())));
   }
-  readiness.ServerStarted(health, JoinHostPort(listen_host, std::to_string(port)));
+  readiness.ServerStarted(&health, JoinHostPort(listen_host, std::to_string(port)));
 
   WorkerDiscovery discovery(
       *workers, SystemResolver(),
-      [&router_id, &worker_credentials](const std::string& address) {
+      [&router_id, &worker_credentials, &loop](const std::string& address) {
         GrpcWorkerConnection::Options o;
         o.credentials = *worker_credentials;
+        o.loop = &loop;
         return std::make_unique<GrpcWorkerConnection>(address, router_id, o);
       },
       &pool);
@@ -348,10 +377,11 @@ int RouterMain(int argc, char** argv, int first) {
   }
   std::fprintf(stderr, "moeserve-router: %zu requests left at shutdown\n",
                pool.active_requests());
-  server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+  stop_serving(absl::FromChrono(kShutdownGrace));
   if (http) http->Stop();
   discovery.Stop();
   pool.Shutdown();
+  loop.Shutdown();
   return 0;
 }
 

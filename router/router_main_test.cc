@@ -1,8 +1,10 @@
 // The moeserve-router binary as the launcher sees it, in front of two
 // in-process fake workers: health stays NOT_SERVING while the group forms,
+// no gRPC callback thread runs,
 // the ready line names the real port and the worker count, Generate works
 // (through `moeserve generate` too), losing a worker turns health
 // NOT_SERVING, and SIGTERM exits 0.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -142,6 +144,24 @@ int HealthOf(grpc::Channel* channel, const std::string& service) {
   return bytes.empty() ? 0 : -1;
 }
 
+// How many threads of `pid` have the name `name` (/proc/PID/task/*/comm).
+int ThreadsNamed(pid_t pid, const std::string& name) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    FILE* f = fopen(absl::StrCat(dir, "/", e->d_name, "/comm").c_str(), "r");
+    if (f == nullptr) continue;
+    char comm[64] = {};
+    if (fgets(comm, sizeof(comm), f) != nullptr && std::string(comm) == name + "\n") ++n;
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
 bool WaitForHealth(grpc::Channel* channel, int want) {
   for (int i = 0; i < 300; ++i) {
     if (HealthOf(channel, "") == want && HealthOf(channel, "moeserve.v1.Inference") == want) {
@@ -200,6 +220,10 @@ TEST(RouterMainTest, ServesAFakeGroup) {
     EXPECT_EQ(ids, std::vector<int32_t>({100, 101}));
     EXPECT_TRUE(finished);
   }
+  // The design the router's CPU per token rests on (completion_loop.h):
+  // every call runs on its own loop, so gRPC's callback threads never start.
+  EXPECT_EQ(ThreadsNamed(router.pid, "nexting_thread"), 0);
+  EXPECT_EQ(HealthOf(channel.get(), "no.such.Service"), -1);  // NOT_FOUND
   {
     grpc::ClientContext context;
     v1::ModelInfo info;

@@ -507,14 +507,19 @@ bool RunGrpc(const Traffic& t) {
   bool ok = false;
   {
     WorkerPool pool;
-    pool.AddWorker(std::make_unique<GrpcWorkerConnection>(
-        absl::StrCat("127.0.0.1:", worker_grpc_port), "bench"));
     InferenceService service(builder->get(), &pool, "bench");
     grpc::ServerBuilder b;
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(&service);
+    CompletionLoop loop(b.AddCompletionQueue());
     auto server = b.BuildAndStart();
+    service.Start(&loop);
+    loop.Start();
+    GrpcWorkerConnection::Options options;
+    options.loop = &loop;
+    pool.AddWorker(std::make_unique<GrpcWorkerConnection>(
+        absl::StrCat("127.0.0.1:", worker_grpc_port), "bench", options));
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (!pool.state().serving() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
     if (write(router_port[1], &port, sizeof(port)) != sizeof(port)) return false;
@@ -537,8 +542,11 @@ bool RunGrpc(const Traffic& t) {
     }
     kill(worker, SIGKILL);
     waitpid(worker, &status, 0);
+    service.StopAccepting();
     server->Shutdown(std::chrono::system_clock::now());
+    service.WaitForCalls(absl::Seconds(10));
     pool.Shutdown();
+    loop.Shutdown();
   }
   return ok;
 }

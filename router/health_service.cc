@@ -1,0 +1,166 @@
+#include "router/health_service.h"
+
+namespace moeserve {
+namespace router {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+class HealthService::CheckCall {
+ public:
+  explicit CheckCall(HealthService* service) : service_(service) {
+    service_->RequestCheck(&context_, &request_, &responder_, service_->loop_->cq(),
+                           service_->loop_->server_cq(), &accepted_);
+  }
+
+ private:
+  void OnAccepted(bool ok) {
+    if (!ok) {
+      delete this;
+      return;
+    }
+    HealthCheckResponse response;
+    {
+      absl::MutexLock lock(&service_->mu_);
+      if (!service_->stopping_) new CheckCall(service_);
+      const Status status = service_->StatusLocked(request_.service());
+      if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
+        responder_.FinishWithError(
+            grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service: " + request_.service()),
+            &finished_);
+        return;
+      }
+      response.set_status(status);
+    }
+    responder_.Finish(response, grpc::Status::OK, &finished_);
+  }
+
+  HealthService* const service_;
+  grpc::ServerContext context_;
+  HealthCheckRequest request_;
+  grpc::ServerAsyncResponseWriter<HealthCheckResponse> responder_{&context_};
+  CompletionLoop::FunctionTag accepted_{[this](bool ok) { OnAccepted(ok); }};
+  CompletionLoop::FunctionTag finished_{[this](bool) { delete this; }};
+};
+
+// A Watch: one write in flight at a time, always of the latest status; it
+// ends when the client cancels (or the server shuts down). Deleted once its
+// done tag is back and no write is in flight. Fields under service mu_.
+class HealthService::WatchCall {
+ public:
+  explicit WatchCall(HealthService* service) : service_(service) {
+    context_.AsyncNotifyWhenDone(&done_tag_);
+    service_->RequestWatch(&context_, &request_, &writer_, service_->loop_->cq(),
+                           service_->loop_->server_cq(), &accepted_);
+  }
+
+  // Writes the service's status if it is not the last one sent and no
+  // write is in flight.
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(service_->mu_) {
+    if (writing_ || done_ || service_->stopping_) return;
+    const Status status = service_->StatusLocked(request_.service());
+    if (sent_ && status == last_) return;
+    sent_ = true;
+    last_ = status;
+    out_.set_status(status);
+    writing_ = true;
+    writer_.Write(out_, &wrote_);
+  }
+
+ private:
+  void OnAccepted(bool ok) {
+    absl::MutexLock lock(&service_->mu_);
+    if (!ok) {
+      service_->parked_.push_back(this);  // no done tag will come
+      parked_ = true;
+      return;
+    }
+    if (!service_->stopping_) new WatchCall(service_);
+    service_->watchers_.insert(this);
+    MaybeWriteLocked();
+  }
+
+  void OnWriteDone(bool ok) {
+    bool gone;
+    {
+      absl::MutexLock lock(&service_->mu_);
+      writing_ = false;
+      if (ok) MaybeWriteLocked();
+      gone = done_ && !writing_;
+    }
+    if (gone) delete this;
+  }
+
+  void OnDone() {
+    bool gone;
+    {
+      absl::MutexLock lock(&service_->mu_);
+      if (parked_) return;  // freed by the service
+      done_ = true;
+      service_->watchers_.erase(this);
+      gone = !writing_;
+    }
+    if (gone) delete this;
+  }
+
+  HealthService* const service_;
+  grpc::ServerContext context_;
+  HealthCheckRequest request_;
+  grpc::ServerAsyncWriter<HealthCheckResponse> writer_{&context_};
+  HealthCheckResponse out_;
+  Status last_ = HealthCheckResponse::UNKNOWN;
+  bool sent_ = false, writing_ = false, done_ = false, parked_ = false;
+  CompletionLoop::FunctionTag accepted_{[this](bool ok) { OnAccepted(ok); }};
+  CompletionLoop::FunctionTag wrote_{[this](bool ok) { OnWriteDone(ok); }};
+  CompletionLoop::FunctionTag done_tag_{[this](bool) { OnDone(); }};
+};
+
+HealthService::~HealthService() {
+  absl::MutexLock lock(&mu_);
+  for (WatchCall* call : parked_) delete call;
+}
+
+void HealthService::Start(CompletionLoop* loop) {
+  loop_ = loop;
+  new CheckCall(this);
+  new WatchCall(this);
+}
+
+HealthService::Status HealthService::StatusLocked(const std::string& service) const {
+  auto it = serving_.find(service);
+  if (it == serving_.end()) return HealthCheckResponse::SERVICE_UNKNOWN;
+  return it->second && !shut_down_ ? HealthCheckResponse::SERVING
+                                   : HealthCheckResponse::NOT_SERVING;
+}
+
+void HealthService::NotifyLocked() {
+  for (WatchCall* w : watchers_) w->MaybeWriteLocked();
+}
+
+void HealthService::SetServingStatus(const std::string& service, bool serving) {
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return;
+  serving_[service] = serving;
+  NotifyLocked();
+}
+
+void HealthService::SetServingStatus(bool serving) {
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return;
+  for (auto& [name, s] : serving_) s = serving;
+  NotifyLocked();
+}
+
+void HealthService::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
+  NotifyLocked();
+}
+
+void HealthService::StopAccepting() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+}
+
+}  // namespace router
+}  // namespace moeserve
