@@ -6,9 +6,10 @@
 // event, so each streamed token cost the router several thread wake-ups.
 // With the async API on one loop, the worker stream's read, the client
 // write it starts and the write's completion all run on this thread
-// (router/stream_bench: 20 -> ~14 us CPU per token at 32 streams on the
-// 2-vCPU VM). For that to hold, nothing else in the process may use the
-// callback API: its idle threads would take the poller role in turn.
+// (router/stream_bench on the 2-vCPU VM: 23 -> 17 us CPU per token at 32
+// streams and 1 ms steps, 348 -> 217 us at one stream; bench/README.md).
+// For that to hold, nothing else in the process may use the callback API:
+// its idle threads would take the poller role in turn.
 //
 //   grpc::ServerBuilder b;
 //   CompletionLoop loop(b.AddCompletionQueue());  // or CompletionLoop() for a client-only one

@@ -8,6 +8,7 @@ using grpc::health::v1::HealthCheckResponse;
 
 class HealthService::CheckCall {
  public:
+  // Counted in calls_ by whoever creates it, under service mu_.
   explicit CheckCall(HealthService* service) : service_(service) {
     service_->RequestCheck(&context_, &request_, &responder_, service_->loop_->cq(),
                            service_->loop_->server_cq(), &accepted_);
@@ -16,13 +17,16 @@ class HealthService::CheckCall {
  private:
   void OnAccepted(bool ok) {
     if (!ok) {
-      delete this;
+      Delete();
       return;
     }
     HealthCheckResponse response;
     {
       absl::MutexLock lock(&service_->mu_);
-      if (!service_->stopping_) new CheckCall(service_);
+      if (!service_->stopping_) {
+        ++service_->calls_;
+        new CheckCall(service_);
+      }
       const Status status = service_->StatusLocked(request_.service());
       if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
         responder_.FinishWithError(
@@ -40,7 +44,13 @@ class HealthService::CheckCall {
   HealthCheckRequest request_;
   grpc::ServerAsyncResponseWriter<HealthCheckResponse> responder_{&context_};
   CompletionLoop::FunctionTag accepted_{[this](bool ok) { OnAccepted(ok); }};
-  CompletionLoop::FunctionTag finished_{[this](bool) { delete this; }};
+  CompletionLoop::FunctionTag finished_{[this](bool) { Delete(); }};
+
+  void Delete() {
+    HealthService* service = service_;
+    delete this;
+    service->CallDeleted();
+  }
 };
 
 // A Watch: one write in flight at a time, always of the latest status; it
@@ -48,6 +58,7 @@ class HealthService::CheckCall {
 // done tag is back and no write is in flight. Fields under service mu_.
 class HealthService::WatchCall {
  public:
+  // Counted in calls_ by whoever creates it, under service mu_.
   explicit WatchCall(HealthService* service) : service_(service) {
     context_.AsyncNotifyWhenDone(&done_tag_);
     service_->RequestWatch(&context_, &request_, &writer_, service_->loop_->cq(),
@@ -73,9 +84,13 @@ class HealthService::WatchCall {
     if (!ok) {
       service_->parked_.push_back(this);  // no done tag will come
       parked_ = true;
+      --service_->calls_;
       return;
     }
-    if (!service_->stopping_) new WatchCall(service_);
+    if (!service_->stopping_) {
+      ++service_->calls_;
+      new WatchCall(service_);
+    }
     service_->watchers_.insert(this);
     MaybeWriteLocked();
   }
@@ -88,7 +103,7 @@ class HealthService::WatchCall {
       if (ok) MaybeWriteLocked();
       gone = done_ && !writing_;
     }
-    if (gone) delete this;
+    if (gone) Delete();
   }
 
   void OnDone() {
@@ -100,7 +115,13 @@ class HealthService::WatchCall {
       service_->watchers_.erase(this);
       gone = !writing_;
     }
-    if (gone) delete this;
+    if (gone) Delete();
+  }
+
+  void Delete() {
+    HealthService* service = service_;
+    delete this;
+    service->CallDeleted();
   }
 
   HealthService* const service_;
@@ -122,6 +143,8 @@ HealthService::~HealthService() {
 
 void HealthService::Start(CompletionLoop* loop) {
   loop_ = loop;
+  absl::MutexLock lock(&mu_);
+  calls_ += 2;
   new CheckCall(this);
   new WatchCall(this);
 }
@@ -155,6 +178,17 @@ void HealthService::Shutdown() {
   absl::MutexLock lock(&mu_);
   shut_down_ = true;
   NotifyLocked();
+}
+
+void HealthService::CallDeleted() {
+  absl::MutexLock lock(&mu_);
+  --calls_;
+}
+
+bool HealthService::WaitForCalls(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_ == 0; };
+  return mu_.AwaitWithTimeout(absl::Condition(&none), timeout);
 }
 
 void HealthService::StopAccepting() {

@@ -9,7 +9,8 @@
 //   health.SetServingStatus("", true);   // from any thread
 //   ...
 //   health.Shutdown();                   // NOT_SERVING for good
-//   health.StopAccepting();              // then Server::Shutdown(), loop.Shutdown()
+//   health.StopAccepting();              // then Server::Shutdown(),
+//   health.WaitForCalls(absl::Seconds(10));  // then loop.Shutdown()
 //
 // Statuses follow gRPC's own service: "" is the server as a whole; Check
 // of a service never set is NOT_FOUND; Watch sends the status at once and
@@ -27,6 +28,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "router/completion_loop.h"
 
@@ -45,6 +47,10 @@ class HealthService final : public grpc::health::v1::Health::AsyncService {
   // Before Server::Shutdown(): no new call is asked for and no call starts
   // another write (the loop's queue is about to close).
   void StopAccepting();
+  // After Server::Shutdown(), before the loop's: waits until every call has
+  // ended (the loop must still be running). False if some had not within
+  // `timeout`.
+  bool WaitForCalls(absl::Duration timeout);
 
  private:
   class CheckCall;
@@ -54,6 +60,7 @@ class HealthService final : public grpc::health::v1::Health::AsyncService {
   using Status = grpc::health::v1::HealthCheckResponse::ServingStatus;
 
   Status StatusLocked(const std::string& service) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CallDeleted();
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   CompletionLoop* loop_ = nullptr;
@@ -61,6 +68,7 @@ class HealthService final : public grpc::health::v1::Health::AsyncService {
   std::map<std::string, bool> serving_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;  // call objects alive, unparked
   std::set<WatchCall*> watchers_ ABSL_GUARDED_BY(mu_);
   // Calls asked for but never matched (the server shut down first): they
   // get no done tag, so they are freed here, in the destructor.

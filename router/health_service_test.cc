@@ -36,6 +36,7 @@ class HealthServiceTest : public ::testing::Test {
   void TearDown() override {
     health_.StopAccepting();
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    EXPECT_TRUE(health_.WaitForCalls(absl::Seconds(10)));
     loop_->Shutdown();
   }
 

@@ -80,6 +80,9 @@ class InferenceService::GenerateCall final : public GenerateWriter {
         service_->pool_, service_->builder_->tokenizer(), *std::move(submit), this,
         std::vector<std::string>(request_.stop().begin(), request_.stop().end()),
         service_->metrics_);
+    // The done tag has no order with the others: the client may have gone
+    // already (then free the request on its worker at once).
+    if (done_ && context_.IsCancelled()) stream_->OnCancel();
   }
 
   void OnWriteDone(bool ok) { stream_->OnWriteDone(ok); }

@@ -295,7 +295,7 @@ int RouterMain(int argc, char** argv, int first) {
     service.StopAccepting();
     health.StopAccepting();
     server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-    if (!service.WaitForCalls(absl::Seconds(10))) {
+    if (!service.WaitForCalls(absl::Seconds(10)) || !health.WaitForCalls(absl::Seconds(1))) {
       std::fprintf(stderr, "moeserve-router: calls still open 10 s after shutdown\n");
     }
   };
