@@ -39,18 +39,18 @@ class HealthService::CheckCall {
     responder_.Finish(response, grpc::Status::OK, &finished_);
   }
 
+  void Delete() {
+    HealthService* service = service_;
+    delete this;
+    service->CallDeleted();
+  }
+
   HealthService* const service_;
   grpc::ServerContext context_;
   HealthCheckRequest request_;
   grpc::ServerAsyncResponseWriter<HealthCheckResponse> responder_{&context_};
   CompletionLoop::FunctionTag accepted_{[this](bool ok) { OnAccepted(ok); }};
   CompletionLoop::FunctionTag finished_{[this](bool) { Delete(); }};
-
-  void Delete() {
-    HealthService* service = service_;
-    delete this;
-    service->CallDeleted();
-  }
 };
 
 // A Watch: one write in flight at a time, always of the latest status; it

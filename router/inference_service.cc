@@ -53,6 +53,7 @@ class InferenceService::GenerateCall final : public GenerateWriter {
  private:
   void OnAccepted(bool ok) {
     if (!ok) {
+      parked_ = true;
       service_->Park(this);
       return;
     }
@@ -115,12 +116,10 @@ class InferenceService::GenerateCall final : public GenerateWriter {
   CompletionLoop::FunctionTag accepted_{[this](bool ok) { OnAccepted(ok); }};
   CompletionLoop::FunctionTag wrote_{[this](bool ok) { OnWriteDone(ok); }};
   CompletionLoop::FunctionTag finished_tag_{[this](bool ok) { OnFinished(ok); }};
+  bool parked_ = false;  // never matched: the service frees it
   CompletionLoop::FunctionTag done_tag_{[this](bool ok) {
     if (!parked_) OnDone(ok);
   }};
-
- public:
-  bool parked_ = false;  // never matched (set on the loop before Park)
 };
 
 class InferenceService::ModelInfoCall {
@@ -191,7 +190,6 @@ void InferenceService::AcceptGenerate() { new GenerateCall(this); }
 void InferenceService::AcceptModelInfo() { new ModelInfoCall(this); }
 
 void InferenceService::Park(GenerateCall* call) {
-  call->parked_ = true;
   absl::MutexLock lock(&mu_);
   parked_.push_back(call);
   --calls_;
