@@ -12,18 +12,34 @@ void FakeWorkerConnection::Start(Listener* listener) {
   listener_ = listener;
 }
 
+void FakeWorkerConnection::SetSubmitHook(
+    std::function<void(const internal::v1::Submit&)> hook) {
+  absl::MutexLock lock(&mu_);
+  submit_hook_ = std::move(hook);
+}
+
 absl::Status FakeWorkerConnection::Submit(uint64_t session, const internal::v1::Submit& submit) {
+  std::function<void(const internal::v1::Submit&)> hook;
+  {
+    absl::MutexLock lock(&mu_);
+    hook = submit_hook_;
+  }
+  if (hook) hook(submit);
   absl::MutexLock lock(&mu_);
   if (session_ == 0 || session != session_) {
     return absl::UnavailableError(absl::StrCat("worker ", address_, " is not connected"));
   }
   submits_.push_back(submit);
+  sent_.push_back(absl::StrCat("submit ", submit.request_id()));
   return absl::OkStatus();
 }
 
 void FakeWorkerConnection::Abort(uint64_t session, uint64_t request_id) {
   absl::MutexLock lock(&mu_);
-  if (session_ != 0 && session == session_) aborts_.push_back(request_id);
+  if (session_ != 0 && session == session_) {
+    aborts_.push_back(request_id);
+    sent_.push_back(absl::StrCat("abort ", request_id));
+  }
 }
 
 void FakeWorkerConnection::Shutdown() {
@@ -125,6 +141,11 @@ void FakeWorkerConnection::Disconnect(const absl::Status& why) {
     session_ = 0;
   }
   listener->OnDisconnected(session, why);
+}
+
+std::vector<std::string> FakeWorkerConnection::sent() const {
+  absl::MutexLock lock(&mu_);
+  return sent_;
 }
 
 std::vector<internal::v1::Submit> FakeWorkerConnection::submits() const {

@@ -13,6 +13,7 @@
 #define MOESERVE_ROUTER_FAKE_WORKER_CONNECTION_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,9 +51,15 @@ class FakeWorkerConnection : public WorkerConnection {
   // Ends the session (no-op when not connected).
   void Disconnect(const absl::Status& why);
 
+  // Runs at the start of every Submit, before it is recorded, on the
+  // caller's thread (and under whatever locks the caller holds).
+  void SetSubmitHook(std::function<void(const internal::v1::Submit&)> hook);
+
   // What the router sent, in order.
   std::vector<internal::v1::Submit> submits() const;
   std::vector<uint64_t> aborts() const;
+  // Both, in the order they arrived: "submit ID" and "abort ID".
+  std::vector<std::string> sent() const;
   bool WaitForSubmits(size_t n, absl::Duration timeout = absl::Seconds(10)) const;
   bool WaitForAborts(size_t n, absl::Duration timeout = absl::Seconds(10)) const;
   bool connected() const;
@@ -69,6 +76,8 @@ class FakeWorkerConnection : public WorkerConnection {
   uint64_t sessions_started_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<internal::v1::Submit> submits_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> aborts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> sent_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const internal::v1::Submit&)> submit_hook_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace router

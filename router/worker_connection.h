@@ -20,7 +20,8 @@
 //   gRPC implementation has one reader thread per connection). The
 //   listener must not call Shutdown() from inside a callback.
 // - Submit and Abort are thread-safe and may be called from inside listener
-//   callbacks. They name the session they are meant for: if that session
+//   callbacks. They never block on the network and never call the listener
+//   (the pool calls Submit under its own lock). They name the session they are meant for: if that session
 //   has ended, Submit returns UNAVAILABLE and sends nothing (so a request
 //   never lands on a newer stream that the caller does not know about), and
 //   Abort does nothing. The router stamps request_id; the connection stamps

@@ -141,13 +141,13 @@ absl::StatusOr<WorkerPool::Ticket> WorkerPool::Submit(internal::v1::Submit submi
       return absl::UnavailableError("no worker is connected and accepting requests");
     }
     ++next_request_id_;
-  }
-  absl::Status sent = ticket.slot->connection->Submit(session, submit);
-  if (!sent.ok()) {
-    absl::MutexLock lock(&mu_);
-    // If the request is gone, the worker's loss has already ended it
-    // through the sink; the ticket is then harmless.
-    if (ticket.slot->requests.erase(ticket.request_id) > 0) return sent;
+    // Written under mu_, so that an Abort (which finds the request under
+    // mu_) always reaches the worker after its Submit.
+    absl::Status sent = ticket.slot->connection->Submit(session, submit);
+    if (!sent.ok()) {
+      ticket.slot->requests.erase(ticket.request_id);
+      return sent;
+    }
   }
   return ticket;
 }
@@ -310,13 +310,7 @@ void WorkerPool::FailAll(WorkerSlot* slot, const std::string& message, bool retr
 }
 
 void WorkerPool::RetryLoop() {
-  struct Send {
-    std::shared_ptr<WorkerSlot> slot;
-    uint64_t session;
-    std::shared_ptr<const internal::v1::Submit> submit;
-  };
   while (true) {
-    std::vector<Send> sends;
     std::vector<std::unique_ptr<Waiting>> expired;
     {
       absl::MutexLock lock(&mu_);
@@ -348,14 +342,12 @@ void WorkerPool::RetryLoop() {
           continue;
         }
         ++retried_;
-        sends.push_back({std::move(slot), session, std::move(submit)});
+        // Under mu_, as in Submit: a client's Abort must not overtake it. A
+        // failed write means the worker was lost again: its loss puts the
+        // request back to waiting (or ends it).
+        slot->connection->Submit(session, *submit).IgnoreError();
         waiting_.erase(it++);
       }
-    }
-    for (const Send& s : sends) {
-      // A failed write means the worker was lost again: its loss puts the
-      // request back to waiting (or ends it).
-      s.slot->connection->Submit(s.session, *s.submit).IgnoreError();
     }
     const TokenLogprobsList none;
     for (const auto& w : expired) {

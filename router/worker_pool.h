@@ -9,7 +9,10 @@
 //   pool.Abort(*ticket);                                  // client went away
 //
 // Lifetimes and threads: request bookkeeping sits under one mutex held only
-// for map lookups; sinks are called outside it, on the connection's reader
+// for map lookups and for queueing a Submit on its connection (so that a
+// request's Abort can never reach the worker before its Submit; the
+// connection's Submit must not block or call the pool); sinks are called
+// outside it, on the connection's reader
 // thread (tokens, terminals, worker loss) or on the caller's thread. The
 // pool keeps a shared_ptr to each sink until its terminal has been
 // delivered or it is aborted, so a sink never dies while it is being called.

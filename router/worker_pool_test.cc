@@ -1,8 +1,11 @@
 #include "router/worker_pool.h"
 
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -239,6 +242,49 @@ TEST_F(WorkerPoolTest, ARequestWithoutTokensIsRetriedWhenTheGroupComesBack) {
   EXPECT_EQ(sink->tokens(), (std::vector<int32_t>{5}));
   EXPECT_TRUE(sink->Terminals(absl::Milliseconds(50)).empty());
   EXPECT_EQ(pool_->active_requests(), 0u);
+}
+
+// A client cancels just as the retry thread places its request again: the
+// Abort must reach the worker after that Submit, or the worker would never
+// match it and would run an orphan to max_tokens. Each worker's Submit
+// starts the Abort on another thread and gives it 200 ms to get through
+// first; the pool queues a Submit under its lock, so it cannot.
+TEST_F(WorkerPoolTest, AnAbortRacingARetryReachesTheWorkerAfterItsSubmit) {
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3);
+  auto sink = std::make_shared<WaitingSink>();
+  auto t = pool_->Submit(Work(3, 4), sink);
+  ASSERT_TRUE(t.ok());
+  const int first = WorkerOf(*t);
+  ASSERT_GE(first, 0);
+  std::thread aborter;
+  absl::Notification aborted;
+  for (auto* w : workers_) {
+    w->SetSubmitHook([&](const internal::v1::Submit& s) {
+      if (s.request_id() != t->request_id || aborter.joinable()) return;
+      aborter = std::thread([&] {
+        pool_->Abort(*t);
+        aborted.Notify();
+      });
+      aborted.WaitForNotificationWithTimeout(absl::Milliseconds(200));
+    });
+  }
+  std::vector<size_t> before;
+  for (auto* w : workers_) before.push_back(w->sent().size());
+  workers_[first]->Disconnect(absl::UnavailableError("Socket closed"));
+  workers_[first]->Connect(first, 3, /*epoch=*/2);
+  const int second = PlacementOf(workers_, t->request_id, 1);
+  ASSERT_GE(second, 0);
+  ASSERT_TRUE(aborted.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  aborter.join();
+  const std::string id = std::to_string(t->request_id);
+  const std::vector<std::string> sent = workers_[second]->sent();
+  std::vector<std::string> mine;
+  for (size_t i = before[second]; i < sent.size(); ++i) {
+    if (sent[i] == "submit " + id || sent[i] == "abort " + id) mine.push_back(sent[i]);
+  }
+  EXPECT_THAT(mine, ::testing::ElementsAre("submit " + id, "abort " + id));
+  EXPECT_EQ(pool_->active_requests(), 0u);
+  for (auto* w : workers_) w->SetSubmitHook(nullptr);
 }
 
 // A worker ending a request with UNAVAILABLE before any token (its group
