@@ -54,8 +54,11 @@ class HealthService::CheckCall {
 };
 
 // A Watch: one write in flight at a time, always of the latest status; it
-// ends when the client cancels (or the server shuts down). Deleted once its
-// done tag is back and no write is in flight. Fields under service mu_.
+// ends when the client cancels, or with UNAVAILABLE once the service stops
+// accepting (after the write in flight, if any), so that a watching load
+// balancer neither holds the server's shutdown for its whole grace period
+// nor mistakes the end for a broken connection. Deleted once its done tag
+// is back and no operation is in flight. Fields under service mu_.
 class HealthService::WatchCall {
  public:
   // Counted in calls_ by whoever creates it, under service mu_.
@@ -65,10 +68,18 @@ class HealthService::WatchCall {
                            service_->loop_->server_cq(), &accepted_);
   }
 
-  // Writes the service's status if it is not the last one sent and no
-  // write is in flight.
+  // Unless an operation is in flight: writes the service's status if it is
+  // not the last one sent, or, once the service stops accepting, ends the
+  // call.
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(service_->mu_) {
-    if (writing_ || done_ || service_->stopping_) return;
+    if (writing_ || done_ || finished_) return;
+    if (service_->stopping_) {
+      finished_ = true;
+      writing_ = true;
+      writer_.Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"),
+                     &wrote_);
+      return;
+    }
     const Status status = service_->StatusLocked(request_.service());
     if (sent_ && status == last_) return;
     sent_ = true;
@@ -130,7 +141,7 @@ class HealthService::WatchCall {
   grpc::ServerAsyncWriter<HealthCheckResponse> writer_{&context_};
   HealthCheckResponse out_;
   Status last_ = HealthCheckResponse::UNKNOWN;
-  bool sent_ = false, writing_ = false, done_ = false, parked_ = false;
+  bool sent_ = false, writing_ = false, done_ = false, parked_ = false, finished_ = false;
   CompletionLoop::FunctionTag accepted_{[this](bool ok) { OnAccepted(ok); }};
   CompletionLoop::FunctionTag wrote_{[this](bool ok) { OnWriteDone(ok); }};
   CompletionLoop::FunctionTag done_tag_{[this](bool) { OnDone(); }};
@@ -194,6 +205,7 @@ bool HealthService::WaitForCalls(absl::Duration timeout) {
 void HealthService::StopAccepting() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
+  NotifyLocked();  // ends every Watch
 }
 
 }  // namespace router

@@ -44,8 +44,9 @@ class HealthService final : public grpc::health::v1::Health::AsyncService {
   void SetServingStatus(const std::string& service, bool serving);
   void SetServingStatus(bool serving);  // every service set so far
   void Shutdown();
-  // Before Server::Shutdown(): no new call is asked for and no call starts
-  // another write (the loop's queue is about to close).
+  // Before Server::Shutdown(): no new call is asked for, no call starts
+  // another write (the loop's queue is about to close), and every Watch
+  // ends with UNAVAILABLE once its write in flight is done.
   void StopAccepting();
   // After Server::Shutdown(), before the loop's: waits until every call has
   // ended (the loop must still be running). False if some had not within

@@ -1,6 +1,7 @@
 // HealthService over a real gRPC server on 127.0.0.1, with the generated
 // grpc.health.v1 client: Check's answers, Watch's stream of changes,
-// Shutdown, and an orderly stop with a Watch still open.
+// Shutdown, Watches ended by StopAccepting, and an orderly stop with a Watch
+// still open.
 #include "router/health_service.h"
 
 #include <chrono>
@@ -104,6 +105,25 @@ TEST_F(HealthServiceTest, WatchStreamsEachChange) {
   EXPECT_FALSE(reader->Read(&r));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // The second stays open: TearDown must end it and still drain the loop.
+}
+
+// StopAccepting (the first step of a shutdown) ends each open Watch with
+// UNAVAILABLE, before the server's Shutdown: a watching load balancer does
+// not hold the shutdown for its grace period.
+TEST_F(HealthServiceTest, StopAcceptingEndsEveryWatch) {
+  health_.SetServingStatus("", true);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  auto reader = stub_->Watch(&context, HealthCheckRequest());
+  HealthCheckResponse r;
+  ASSERT_TRUE(reader->Read(&r));
+  EXPECT_EQ(r.status(), HealthCheckResponse::SERVING);
+  health_.SetServingStatus("", false);  // a write, maybe still in flight
+  health_.StopAccepting();
+  while (reader->Read(&r)) EXPECT_EQ(r.status(), HealthCheckResponse::NOT_SERVING);
+  const grpc::Status end = reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE) << end.error_message();
+  EXPECT_EQ(end.error_message(), "the server is shutting down");
 }
 
 }  // namespace

@@ -295,8 +295,16 @@ int RouterMain(int argc, char** argv, int first) {
     service.StopAccepting();
     health.StopAccepting();
     server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-    if (!service.WaitForCalls(absl::Seconds(10)) || !health.WaitForCalls(absl::Seconds(1))) {
-      std::fprintf(stderr, "moeserve-router: calls still open 10 s after shutdown\n");
+    const bool generate_done = service.WaitForCalls(absl::Seconds(10));
+    const bool health_done = health.WaitForCalls(absl::Seconds(1));
+    if (!generate_done || !health_done) {
+      // A call that outlives its cancellation is a bug. Closing the loop's
+      // queue under it would abort the process inside gRPC, and waiting
+      // longer is a hang: leave at once, and say why.
+      std::fprintf(stderr, "moeserve-router: %s calls still open after shutdown; exiting\n",
+                   generate_done ? "health" : "Generate");
+      std::fflush(nullptr);
+      std::_Exit(1);
     }
   };
   std::unique_ptr<OpenAiHttpServer> http;
