@@ -135,12 +135,19 @@ void FakeWorkerConnection::Disconnect(const absl::Status& why) {
   uint64_t session;
   {
     absl::MutexLock lock(&mu_);
-    if (session_ == 0) return;
+    session = session_ != 0 ? session_ : ended_unreported_;
+    if (session == 0) return;
     listener = listener_;
-    session = session_;
     session_ = 0;
+    ended_unreported_ = 0;
   }
   listener->OnDisconnected(session, why);
+}
+
+void FakeWorkerConnection::EndSessionUnreported() {
+  absl::MutexLock lock(&mu_);
+  ended_unreported_ = session_;
+  session_ = 0;
 }
 
 std::vector<std::string> FakeWorkerConnection::sent() const {

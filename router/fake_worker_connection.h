@@ -50,6 +50,10 @@ class FakeWorkerConnection : public WorkerConnection {
   void SendLoad(uint64_t pending_tokens, uint32_t active_requests = 0, bool draining = false);
   // Ends the session (no-op when not connected).
   void Disconnect(const absl::Status& why);
+  // Ends the session on the connection's side only, as when a stream has
+  // broken and its OnDisconnected is still on its way: Submit and Abort
+  // fail from now on; the next Disconnect() reports the loss.
+  void EndSessionUnreported();
 
   // Runs at the start of every Submit, before it is recorded, on the
   // caller's thread (and under whatever locks the caller holds).
@@ -73,6 +77,7 @@ class FakeWorkerConnection : public WorkerConnection {
   Listener* listener_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t session_ ABSL_GUARDED_BY(mu_) = 0;  // 0: not connected
+  uint64_t ended_unreported_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sessions_started_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<internal::v1::Submit> submits_ ABSL_GUARDED_BY(mu_);
   std::vector<uint64_t> aborts_ ABSL_GUARDED_BY(mu_);

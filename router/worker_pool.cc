@@ -142,12 +142,11 @@ absl::StatusOr<WorkerPool::Ticket> WorkerPool::Submit(internal::v1::Submit submi
     }
     ++next_request_id_;
     // Written under mu_, so that an Abort (which finds the request under
-    // mu_) always reaches the worker after its Submit.
-    absl::Status sent = ticket.slot->connection->Submit(session, submit);
-    if (!sent.ok()) {
-      ticket.slot->requests.erase(ticket.request_id);
-      return sent;
-    }
+    // mu_) always reaches the worker after its Submit. A failed write means
+    // the session has ended and its OnDisconnected is on its way (the slot
+    // still holds the session): the request stays, and the loss retries it
+    // (it has no token) or ends it, as for every request on that stream.
+    ticket.slot->connection->Submit(session, submit).IgnoreError();
   }
   return ticket;
 }

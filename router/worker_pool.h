@@ -130,8 +130,10 @@ class WorkerPool {
 
   // Places `submit` (its request_id is assigned here) on the least-loaded
   // connected worker. OK: `sink` gets exactly one terminal unless Abort()
-  // comes first (it may have got it already). Error (UNAVAILABLE when no
-  // worker is connected or the write failed): `sink` is never called.
+  // comes first (it may have got it already). A worker whose stream has
+  // just ended, before the pool heard of it, still takes the request: the
+  // loss then retries or ends it like any other on that stream. Error
+  // (UNAVAILABLE when no worker is connected): `sink` is never called.
   absl::StatusOr<Ticket> Submit(internal::v1::Submit submit, std::shared_ptr<RequestSink> sink);
   // Forgets the request (its sink gets nothing more) and, if it was still
   // running, sends Abort to its worker. Any later output for it is dropped.

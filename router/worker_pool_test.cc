@@ -287,6 +287,29 @@ TEST_F(WorkerPoolTest, AnAbortRacingARetryReachesTheWorkerAfterItsSubmit) {
   for (auto* w : workers_) w->SetSubmitHook(nullptr);
 }
 
+// A request placed on a worker whose stream has just broken, before the
+// pool heard of it (the router's health still said SERVING): the write
+// fails, but the request is not refused; the loss retries it once the
+// group is back.
+TEST_F(WorkerPoolTest, ARequestPlacedOnAStreamThatJustBrokeIsRetried) {
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3);
+  for (auto* w : workers_) w->EndSessionUnreported();
+  auto sink = std::make_shared<WaitingSink>();
+  auto t = pool_->Submit(Work(3, 4), sink);
+  ASSERT_TRUE(t.ok()) << t.status();
+  for (auto* w : workers_) EXPECT_TRUE(w->submits().empty());
+  for (auto* w : workers_) w->Disconnect(absl::UnavailableError("keepalive watchdog timeout"));
+  EXPECT_TRUE(sink->Terminals(absl::Milliseconds(100)).empty());
+  for (int i = 0; i < 3; ++i) workers_[i]->Connect(i, 3, /*epoch=*/2);
+  const int placed = PlacementOf(workers_, t->request_id, 0);
+  ASSERT_GE(placed, 0);
+  workers_[placed]->Finish(t->request_id, {7}, internal::v1::FINISH_REASON_LENGTH, 3, 1);
+  const auto terminals = sink->Terminals();
+  ASSERT_EQ(terminals.size(), 1u);
+  EXPECT_EQ(terminals[0].code(), 0);
+  EXPECT_EQ(sink->tokens(), (std::vector<int32_t>{7}));
+}
+
 // A worker ending a request with UNAVAILABLE before any token (its group
 // broke) is a retry too; the group is complete, so it is placed at once.
 TEST_F(WorkerPoolTest, AnUnavailableTerminalBeforeAnyTokenIsRetried) {
