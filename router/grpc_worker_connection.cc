@@ -176,6 +176,14 @@ GrpcWorkerConnection::GrpcWorkerConnection(std::string address, std::string rout
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.max_backoff.count()));
+  if (options_.keepalive.count() > 0) {
+    const int keepalive_ms = static_cast<int>(options_.keepalive.count());
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_ms);
+    // By default gRPC stops pinging after two pings without data sent: an
+    // idle stream would then go unwatched.
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  }
   channel_ = grpc::CreateCustomChannel(
       address_,
       options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(), args);

@@ -47,6 +47,13 @@ class GrpcWorkerConnection : public WorkerConnection {
     // Runs the stream's tags; must be running while the connection is and
     // outlive its Shutdown(). Null: the connection starts a loop of its own.
     CompletionLoop* loop = nullptr;
+    // Pings the worker after this long without hearing from it, and ends
+    // the stream when a ping goes unanswered for as long: a worker that
+    // vanished without closing its socket (a lost host, a partition, a
+    // frozen process) is then noticed, its requests fail over, and nothing
+    // new is placed on it. Zero: no pings (a dead peer is noticed only by
+    // TCP). The worker must accept pings this often (moeserve-worker does).
+    std::chrono::milliseconds keepalive{10000};
   };
 
   GrpcWorkerConnection(std::string address, std::string router_id, Options options);

@@ -146,6 +146,7 @@ int RouterMain(int argc, char** argv, int first) {
   int http_port = -1;
   int metrics_port = -1;
   int drain_timeout_s = 30;
+  int keepalive_s = 10;
   int retry_timeout_s = 30;
   std::string api_key_file, tls_cert, tls_key;
   TlsFiles worker_tls;
@@ -183,6 +184,10 @@ int RouterMain(int argc, char** argv, int first) {
   flags.Int("drain-timeout", &drain_timeout_s, "SECONDS",
             "On SIGTERM/SIGINT: health turns NOT_SERVING and new calls get UNAVAILABLE at "
             "once; calls in flight may finish for up to this long, then are cancelled.");
+  flags.Int("keepalive", &keepalive_s, "SECONDS",
+            "Ping a worker after this long without a message from it, and drop it (failing "
+            "its requests over) when a ping goes unanswered for as long: a worker whose host "
+            "vanished is noticed without waiting for TCP (0: off).");
   flags.Int("metrics-port", &metrics_port, "P",
             "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
             "port; default: off).");
@@ -198,6 +203,11 @@ int RouterMain(int argc, char** argv, int first) {
   if (!flags.positional().empty()) {
     return Fail(absl::InvalidArgumentError(
                     absl::StrCat("unexpected argument '", flags.positional()[0], "'")),
+                2);
+  }
+  if (keepalive_s < 0 || keepalive_s > 86400) {
+    return Fail(absl::InvalidArgumentError(
+                    absl::StrCat("--keepalive must be 0 to 86400 seconds, got ", keepalive_s)),
                 2);
   }
   // Signals are taken by sigwait below; every thread started from here on
@@ -357,10 +367,11 @@ int RouterMain(int argc, char** argv, int first) {
 
   WorkerDiscovery discovery(
       *workers, SystemResolver(),
-      [&router_id, &worker_credentials, &loop](const std::string& address) {
+      [&router_id, &worker_credentials, &loop, keepalive_s](const std::string& address) {
         GrpcWorkerConnection::Options o;
         o.credentials = *worker_credentials;
         o.loop = &loop;
+        o.keepalive = std::chrono::seconds(keepalive_s);
         return std::make_unique<GrpcWorkerConnection>(address, router_id, o);
       },
       &pool);

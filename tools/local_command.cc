@@ -30,6 +30,7 @@ struct LocalFlags {
   int grpc_port = 50051;
   int http_port = -1;
   int drain_timeout_s = 30;
+  int keepalive_s = 10;
   std::string tls_cert, tls_key, api_key_file;
   std::string internal_cert, internal_key, internal_ca;
   int metrics_port = -1;
@@ -102,6 +103,9 @@ int LocalCommand(int argc, char** argv) {
   flags.Int("drain-timeout", &f.drain_timeout_s, "SECONDS",
             "On Ctrl-C/SIGTERM the router refuses new requests and lets those in flight finish "
             "for up to this long before the workers stop.");
+  flags.Int("keepalive", &f.keepalive_s, "SECONDS",
+            "The router and the workers ping a silent connection after this long and drop it "
+            "when the ping goes unanswered for as long (0: off).");
   flags.Int("http-port", &f.http_port, "P",
             "Also serve the OpenAI-compatible HTTP API on this port (0: any free port; "
             "default: off). Prints `moeserve http=HOST:PORT` before the ready line.");
@@ -205,6 +209,7 @@ int LocalCommand(int argc, char** argv) {
                                      "--device=" + DeviceOf(f.device, rank),
                                      "--timeout=" + std::to_string(f.worker_timeout_s),
                                      "--drain-timeout=" + std::to_string(f.drain_timeout_s),
+                                     "--keepalive=" + std::to_string(f.keepalive_s),
                                      "--max-num-seqs=" + std::to_string(f.max_num_seqs),
                                      "--max-waiting=" + std::to_string(f.max_waiting),
                                      "--max-num-batched-tokens=" +
@@ -252,6 +257,7 @@ int LocalCommand(int argc, char** argv) {
   if (!f.chat_format.empty()) router_args.push_back("--chat-format=" + f.chat_format);
   if (f.http_port >= 0) router_args.push_back("--http-port=" + std::to_string(f.http_port));
   router_args.push_back("--drain-timeout=" + std::to_string(f.drain_timeout_s));
+  router_args.push_back("--keepalive=" + std::to_string(f.keepalive_s));
   if (!f.tls_cert.empty()) router_args.push_back("--tls-cert=" + f.tls_cert);
   if (!f.tls_key.empty()) router_args.push_back("--tls-key=" + f.tls_key);
   if (!f.api_key_file.empty()) router_args.push_back("--api-key-file=" + f.api_key_file);

@@ -76,6 +76,7 @@ struct WorkerFlags {
   bool prefix_caching = true;
   int metrics_port = -1;
   int drain_timeout_s = 30;
+  int keepalive_s = 10;
   TlsFiles tls;
   std::string device = "cpu";
   bool enforce_eager = false;
@@ -123,11 +124,22 @@ uint64_t ExpertBytes(const ModelWeights& w) {
 }
 
 // Builds a server on `address` with `services`; returns the bound port.
+// `keepalive_s` > 0: a connection silent that long is pinged, and closed
+// when the ping goes unanswered as long (a router or peer that vanished
+// without closing its socket: its requests are then freed).
 absl::StatusOr<std::unique_ptr<grpc::Server>> Serve(
     const std::string& address, const std::vector<grpc::Service*>& services, int* port,
-    std::shared_ptr<grpc::ServerCredentials> credentials) {
+    std::shared_ptr<grpc::ServerCredentials> credentials, int keepalive_s) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, credentials, port);
+  // Routers ping at their own --keepalive; gRPC's default would take pings
+  // more often than every 5 minutes on an idle stream as abuse and close it.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  if (keepalive_s > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_s * 1000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive_s * 1000);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  }
   for (grpc::Service* s : services) builder.RegisterService(s);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
@@ -146,6 +158,10 @@ absl::Status Validate(const WorkerFlags& f) {
   if (f.world_size < 1) return absl::InvalidArgumentError("--world-size must be >= 1");
   if (f.max_num_seqs < 1) return absl::InvalidArgumentError("--max-num-seqs must be >= 1");
   if (f.max_waiting < 0) return absl::InvalidArgumentError("--max-waiting must be >= 0");
+  if (f.keepalive_s < 0 || f.keepalive_s > 86400) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--keepalive must be 0 to 86400 seconds, got ", f.keepalive_s));
+  }
   if (f.max_step_tokens < 1) {
     return absl::InvalidArgumentError("--max-num-batched-tokens must be >= 1");
   }
@@ -320,6 +336,10 @@ int WorkerMain(int argc, char** argv, int first) {
   flags.Int("drain-timeout", &f.drain_timeout_s, "SECONDS",
             "On SIGTERM/SIGINT: health turns NOT_SERVING and new requests get UNAVAILABLE; "
             "admitted ones may finish for up to this long before the group stops.");
+  flags.Int("keepalive", &f.keepalive_s, "SECONDS",
+            "Ping a router's or peer's connection after this long without a message on it, "
+            "and close it (freeing that router's requests) when a ping goes unanswered for as "
+            "long (0: off).");
   flags.Int("metrics-port", &f.metrics_port, "P",
             "Serve Prometheus metrics on http://HOST:P/metrics, HOST as --listen's (0: any free "
             "port; default: off). The ready line gives the address.");
@@ -389,7 +409,7 @@ int WorkerMain(int argc, char** argv, int first) {
   // grpc.health.v1: NOT_SERVING until the group has formed and every weight
   // is loaded, and again from SIGTERM on.
   grpc::EnableDefaultHealthCheckService(true);
-  auto server = Serve(f.listen, services, &port, *server_credentials);
+  auto server = Serve(f.listen, services, &port, *server_credentials, f.keepalive_s);
   if (server.ok()) {
     (*server)->GetHealthCheckService()->SetServingStatus(false);
     health.store((*server)->GetHealthCheckService());
@@ -401,7 +421,7 @@ int WorkerMain(int argc, char** argv, int first) {
   if (f.rank == 0 && f.world_size > 1) {
     if (!same_address) {
       int cport = 0;
-      auto cs = Serve(f.coordinator, {&coordinator}, &cport, *server_credentials);
+      auto cs = Serve(f.coordinator, {&coordinator}, &cport, *server_credentials, f.keepalive_s);
       if (!cs.ok()) return Fail(cs.status(), f.rank);
       coordinator_server = std::move(*cs);
       coordinator_address = WithPort(f.coordinator, cport);

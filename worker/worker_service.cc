@@ -1,6 +1,7 @@
 #include "worker/worker_service.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -130,6 +131,13 @@ grpc::Status WorkerService::Connect(
     streams_.erase(std::remove(streams_.begin(), streams_.end(), context), streams_.end());
   }
   sink->Close();
+  // A router's stream ends rarely (the router stopped, restarted, or was
+  // lost): worth a line, since its requests here were just freed.
+  std::fprintf(stderr, "moeserve-worker: the stream from router %s ended (%s)\n",
+               context->peer().c_str(),
+               !status.ok()            ? status.error_message().c_str()
+               : context->IsCancelled() ? "cancelled: the router went away or stopped answering"
+                                        : "closed by the router");
   if (context->IsCancelled() && !ready_.load(std::memory_order_acquire)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "this worker's group broke; it is re-forming");
