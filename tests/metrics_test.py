@@ -136,6 +136,11 @@ class MetricsTest(unittest.TestCase):
                      >= before + 48, "the workers' generated tokens")
             # Every expert of the model was routed some token, each counted once,
             # by the rank that hosts it.
+            # Each worker is scraped on its own schedule: wait until the
+            # scrape of every rank postdates its share of the work.
+            wait_for(lambda: all(float(r["value"][1]) > 0
+                                 for r in query("moeserve_expert_tokens_total")),
+                     "tokens routed to every expert")
             experts = query("moeserve_expert_tokens_total")
             self.assertEqual(sorted(int(r["metric"]["expert"]) for r in experts), list(range(8)))
             self.assertTrue(all(float(r["value"][1]) > 0 for r in experts))
