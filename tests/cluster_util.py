@@ -31,6 +31,18 @@ from moeserve.v1 import inference_pb2, inference_pb2_grpc  # noqa: E402
 from moeserve.internal.v1 import worker_pb2, worker_pb2_grpc  # noqa: E402
 
 
+def health(channel):
+    """Whether the server says SERVING: a grpc.health.v1 Check by hand (Debian
+    has no grpc_health module); False on any RPC error."""
+    check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                request_serializer=lambda b: b,
+                                response_deserializer=lambda b: b)
+    try:
+        return check(b"", timeout=2) == b"\x08\x01"
+    except grpc.RpcError:
+        return False
+
+
 class Cluster:
     """`moeserve local` as a child process; stop() or use as a context manager."""
 

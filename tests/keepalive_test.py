@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import Cluster, grpc, inference_pb2  # noqa: E402
+from cluster_util import Cluster, grpc, health, inference_pb2  # noqa: E402
 from proc_util import cmdline  # noqa: E402
 
 MODEL = "models/austen-moe"
@@ -38,17 +38,6 @@ KEEPALIVE_S = 1
 # generous bound for a loaded CI machine; without keepalive, never.
 BOUND_S = 20
 PROMPT = [1, 2, 3, 4, 5]
-
-
-def serving(channel):
-    """grpc.health.v1 Check by hand (Debian has no grpc_health module)."""
-    check = channel.unary_unary("/grpc.health.v1.Health/Check",
-                                request_serializer=lambda b: b,
-                                response_deserializer=lambda b: b)
-    try:
-        return check(b"", timeout=2) == b"\x08\x01"
-    except grpc.RpcError:
-        return False
 
 
 def wait_for(predicate, bound_s):
@@ -124,10 +113,10 @@ class KeepaliveTest(unittest.TestCase):
         self.assertEqual(error.code(), grpc.StatusCode.UNAVAILABLE, error.details())
         self.assertIn("lost", error.details())
         self.assertLess(ended_after, BOUND_S)
-        self.assertIsNotNone(wait_for(lambda: not serving(c.channel), BOUND_S),
+        self.assertIsNotNone(wait_for(lambda: not health(c.channel), BOUND_S),
                              "health stayed SERVING with the only worker lost")
         resume()
-        back = wait_for(lambda: serving(c.channel), BOUND_S)
+        back = wait_for(lambda: health(c.channel), BOUND_S)
         self.assertIsNotNone(back, "the router did not reconnect:\n" + c.log())
         print(f"frozen worker: SERVING again {back:.2f} s after SIGCONT", flush=True)
         self.assertIsNotNone(wait_for(lambda: c.worker_status(0).active_requests == 0, BOUND_S),
@@ -150,7 +139,7 @@ class KeepaliveTest(unittest.TestCase):
         # router reads that its stream was closed: wait for the new stream.
         self.assertIsNotNone(wait_for(lambda: connections(c) >= 2, BOUND_S),
                              "the router did not reconnect:\n" + c.log())
-        self.assertIsNotNone(wait_for(lambda: serving(c.channel), BOUND_S))
+        self.assertIsNotNone(wait_for(lambda: health(c.channel), BOUND_S))
         self.assertEqual(greedy(c), self.before)
 
 

@@ -34,7 +34,8 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_util import Cluster, grpc, inference_pb2, worker_pb2, worker_pb2_grpc  # noqa: E402
+from cluster_util import (Cluster, grpc, health, inference_pb2, worker_pb2,  # noqa: E402
+                          worker_pb2_grpc)
 from proc_util import cmdline  # noqa: E402
 
 MODEL = "models/austen-moe"
@@ -45,17 +46,6 @@ CLIENTS = 4
 # well before in practice. A call still open this long after the kill hangs.
 BOUND_S = 35
 REFORM_BOUND_S = 60
-
-
-def health(channel):
-    """grpc.health.v1 Check by hand (Debian has no grpc_health module)."""
-    check = channel.unary_unary("/grpc.health.v1.Health/Check",
-                                request_serializer=lambda b: b,
-                                response_deserializer=lambda b: b)
-    try:
-        return check(b"", timeout=2) == b"\x08\x01"
-    except grpc.RpcError:
-        return False
 
 
 def worker_epochs(cluster):
