@@ -104,10 +104,14 @@ class Cluster:
 
     def router_pid(self):
         """The router's pid (a child of `moeserve local`)."""
+        return self.child_pid("router")
+
+    def child_pid(self, role):
+        """The pid of the first child running `moeserve ROLE` (router, worker)."""
         for pid in self.child_pids():
-            if cmdline(pid)[1:2] == ["router"]:
+            if cmdline(pid)[1:2] == [role]:
                 return pid
-        raise RuntimeError("router not found")
+        raise RuntimeError(f"{role} not found:\n{self.log()}")
 
     def child_pids(self):
         """Processes started by this launcher."""

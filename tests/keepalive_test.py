@@ -30,7 +30,6 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_util import Cluster, grpc, health, inference_pb2  # noqa: E402
-from proc_util import cmdline  # noqa: E402
 
 MODEL = "models/austen-moe"
 KEEPALIVE_S = 1
@@ -69,12 +68,6 @@ class KeepaliveTest(unittest.TestCase):
         self.before = greedy(self.cluster)
         self.assertEqual(len(self.before), 24)
 
-    def pid_of(self, role):
-        for pid in self.cluster.child_pids():
-            if cmdline(pid)[1:2] == [role]:
-                return pid
-        raise RuntimeError(f"no {role} process:\n{self.cluster.log()}")
-
     def freeze(self, pid):
         os.kill(pid, signal.SIGSTOP)
         resumed = []
@@ -88,7 +81,7 @@ class KeepaliveTest(unittest.TestCase):
 
     def test_a_frozen_worker_fails_its_stream_and_comes_back(self):
         c = self.cluster
-        worker = self.pid_of("worker")
+        worker = c.child_pid("worker")
         stream = c.stub.Generate(
             inference_pb2.GenerateRequest(token_ids=inference_pb2.TokenIds(ids=PROMPT),
                                           max_tokens=1000, ignore_eos=True),
@@ -125,7 +118,7 @@ class KeepaliveTest(unittest.TestCase):
 
     def test_a_frozen_router_is_dropped_by_the_worker(self):
         c = self.cluster
-        router = self.pid_of("router")
+        router = c.child_pid("router")
         resume = self.freeze(router)
         ended = "the stream from router"
         dropped = wait_for(lambda: any(ended in line for line in c.stderr_lines), BOUND_S)
